@@ -1,0 +1,144 @@
+//! The Supervisor: one per process, the registry of models → versions → ModelManager. HTTP
+//! handlers ask it where a model lives ([`Route`]) and whether all models are healthy
+//! ([`CheckHealth`]); the registry is never scanned by anyone else.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler, Message};
+use tokio::sync::watch;
+
+use super::manager::ModelHealth;
+use super::{ManagerError, ModelManager, ModelSpec};
+
+/// Start a ModelManager for a model version.
+#[derive(Message)]
+#[rtype(result = "Result<Registration, ManagerError>")]
+pub struct Register(pub ModelSpec);
+
+/// What registering gives back: enough to wait for the workers to load.
+#[derive(Debug)]
+pub struct Registration {
+    pub name: String,
+    pub version: String,
+    pub workers: usize,
+    pub startup_timeout: Duration,
+    /// The manager's worker health, updated as workers load and die.
+    pub health: watch::Receiver<ModelHealth>,
+}
+
+/// Which manager serves `model` (at `version`, or its default version).
+#[derive(Message)]
+#[rtype(result = "Result<RouteTo, ManagerError>")]
+pub struct Route {
+    pub model: String,
+    pub version: Option<String>,
+}
+
+pub struct RouteTo {
+    pub manager: Addr<ModelManager>,
+    /// How long a request may wait for its answer.
+    pub response_timeout: Duration,
+}
+
+/// True while every model version has at least its minimum of ready workers.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CheckHealth;
+
+struct RegisteredVersion {
+    manager: Addr<ModelManager>,
+    health: watch::Receiver<ModelHealth>,
+    min_workers: usize,
+    response_timeout: Duration,
+}
+
+struct RegisteredModel {
+    /// The version `/predictions/{model}` goes to: the first one registered, as in TorchServe.
+    default_version: String,
+    versions: BTreeMap<String, RegisteredVersion>,
+}
+
+#[derive(Default)]
+pub struct Supervisor {
+    models: HashMap<String, RegisteredModel>,
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Register> for Supervisor {
+    type Result = Result<Registration, ManagerError>;
+
+    fn handle(&mut self, Register(spec): Register, _ctx: &mut Context<Self>) -> Self::Result {
+        let (name, version) = (spec.name.clone(), spec.version.clone());
+        if self
+            .models
+            .get(&name)
+            .is_some_and(|model| model.versions.contains_key(&version))
+        {
+            return Err(ManagerError::AlreadyRegistered {
+                model: name,
+                version,
+            });
+        }
+        let (health_sender, health) = watch::channel(ModelHealth::default());
+        let registration = Registration {
+            name: name.clone(),
+            version: version.clone(),
+            workers: spec.workers,
+            startup_timeout: spec.startup_timeout,
+            health: health.clone(),
+        };
+        let entry = RegisteredVersion {
+            min_workers: spec.workers,
+            response_timeout: spec.response_timeout,
+            manager: ModelManager::new(spec, health_sender).start(),
+            health,
+        };
+        self.models
+            .entry(name)
+            .or_insert_with(|| RegisteredModel {
+                default_version: version.clone(),
+                versions: BTreeMap::new(),
+            })
+            .versions
+            .insert(version, entry);
+        Ok(registration)
+    }
+}
+
+impl Handler<Route> for Supervisor {
+    type Result = Result<RouteTo, ManagerError>;
+
+    fn handle(&mut self, route: Route, _ctx: &mut Context<Self>) -> Self::Result {
+        let model = self
+            .models
+            .get(&route.model)
+            .ok_or_else(|| ManagerError::ModelNotFound(route.model.clone()))?;
+        let version = route.version.as_ref().unwrap_or(&model.default_version);
+        let entry = model
+            .versions
+            .get(version)
+            .ok_or_else(|| ManagerError::VersionNotFound {
+                model: route.model.clone(),
+                version: version.clone(),
+            })?;
+        Ok(RouteTo {
+            manager: entry.manager.clone(),
+            response_timeout: entry.response_timeout,
+        })
+    }
+}
+
+impl Handler<CheckHealth> for Supervisor {
+    type Result = bool;
+
+    fn handle(&mut self, _: CheckHealth, _ctx: &mut Context<Self>) -> bool {
+        self.models
+            .values()
+            .flat_map(|model| model.versions.values())
+            .all(|entry| entry.health.borrow().ready >= entry.min_workers)
+    }
+}

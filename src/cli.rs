@@ -1,0 +1,94 @@
+//! The `tserve` command line: TorchServe's flags, under the same names, so existing scripts run
+//! with one word changed.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser};
+
+use crate::config::CliOverrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tserve",
+    about = "A TorchServe-compatible model server for TorchScript models",
+    disable_version_flag = true,
+    group(ArgGroup::new("action").args(["version", "start", "stop"]))
+)]
+pub struct Args {
+    /// Print the version and exit.
+    #[arg(short = 'v', long)]
+    pub version: bool,
+    /// Start the model server (the default action).
+    #[arg(long)]
+    pub start: bool,
+    /// Stop the running model server.
+    #[arg(long)]
+    pub stop: bool,
+    /// Configuration file (config.properties); TS_CONFIG_FILE takes precedence.
+    #[arg(long = "ts-config", value_name = "TS_CONFIG")]
+    pub ts_config: Option<PathBuf>,
+    /// Model store folder holding the archives to serve.
+    #[arg(long = "model-store", value_name = "MODEL_STORE")]
+    pub model_store: Option<PathBuf>,
+    /// Workflow store folder (accepted for compatibility; workflows are not served).
+    #[arg(long = "workflow-store", value_name = "WORKFLOW_STORE")]
+    pub workflow_store: Option<PathBuf>,
+    /// Models to load at start-up: `file.mar`, `name=file.mar`, or `all`.
+    #[arg(long, num_args = 1.., value_name = "MODEL_PATH1 MODEL_NAME=MODEL_PATH2")]
+    pub models: Vec<String>,
+    /// Logging configuration file (accepted for compatibility; RUST_LOG sets the log level).
+    #[arg(long = "log-config", value_name = "LOG_CONFIG")]
+    pub log_config: Option<PathBuf>,
+    /// C++ backend logging configuration (accepted for compatibility).
+    #[arg(long = "cpp-log-config", value_name = "CPP_LOG_CONFIG")]
+    pub cpp_log_config: Option<PathBuf>,
+    /// Stay attached to the terminal instead of running in the background.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Neither write config snapshots nor restore from them.
+    #[arg(long = "no-config-snapshots", visible_alias = "ncs")]
+    pub no_config_snapshots: bool,
+    /// Plugin folder (accepted for compatibility).
+    #[arg(long = "plugins-path", visible_alias = "ppath", value_name = "PLUGINS_PATH")]
+    pub plugins_path: Option<PathBuf>,
+    /// Turn token authorization off.
+    #[arg(long = "disable-token-auth", visible_alias = "dt")]
+    pub disable_token_auth: bool,
+    /// Enable the model register/unregister API.
+    #[arg(long = "enable-model-api")]
+    pub enable_model_api: bool,
+}
+
+impl Args {
+    pub fn config_overrides(&self) -> CliOverrides {
+        CliOverrides {
+            ts_config: self.ts_config.clone(),
+            model_store: self.model_store.clone(),
+            models: self.models.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_torchserve_flags() {
+        let args = Args::try_parse_from([
+            "tserve", "--start", "--ncs", "--model-store", "store", "--models", "a.mar",
+            "b=c.mar", "--disable-token-auth", "--enable-model-api", "--foreground",
+            "--log-config", "log4j2.xml", "--ppath", "plugins",
+        ])
+        .unwrap();
+        assert!(args.start && args.no_config_snapshots && args.foreground);
+        assert_eq!(args.models, vec!["a.mar", "b=c.mar"]);
+        assert!(Args::try_parse_from(["tserve", "--dt"]).unwrap().disable_token_auth);
+    }
+
+    #[test]
+    fn start_stop_and_version_exclude_each_other() {
+        assert!(Args::try_parse_from(["tserve", "--start", "--stop"]).is_err());
+        assert!(Args::try_parse_from(["tserve", "-v"]).unwrap().version);
+    }
+}

@@ -1,0 +1,324 @@
+//! The server's settings, resolved once at start-up from TorchServe's sources in TorchServe's
+//! order: `TS_CONFIG_FILE`, then `--ts-config`, then `./config.properties`; CLI flags override the
+//! file for the keys TorchServe lets them override.
+
+mod address;
+mod properties;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use address::ListenAddress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--ts-config file not found: {0}")]
+    FileNotFound(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("Invalid Environment Variable {0}")]
+    EnvVar(String),
+    #[error("invalid value for {key}: {value:?} ({reason})")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// What the command line contributes to the configuration.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    pub ts_config: Option<PathBuf>,
+    pub model_store: Option<PathBuf>,
+    pub models: Vec<String>,
+}
+
+/// Resolved settings. Every field holds the value in effect, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The properties file these settings came from, if any.
+    pub source: Option<PathBuf>,
+    pub inference_address: ListenAddress,
+    pub model_store: Option<PathBuf>,
+    /// `[name=]archive` entries, or `all`, from `--models` or `load_models`.
+    pub load_models: Vec<String>,
+    /// Workers each start-up model gets (TorchServe: the configured value, else GPUs, else CPUs).
+    pub default_workers_per_model: usize,
+    /// GPUs in use: min(detected, configured).
+    pub number_of_gpu: usize,
+    /// Capacity of each model version's job queue; a full queue answers 503 at once.
+    pub job_queue_size: usize,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_request_size: usize,
+    /// How long a request waits for its prediction before it gets 500 `Worker died.`.
+    pub default_response_timeout: Duration,
+    /// How long a worker may take to load its model.
+    pub default_startup_timeout: Duration,
+}
+
+/// Keys of TorchServe's config.properties that tserve reads.
+const SUPPORTED_KEYS: &[&str] = &[
+    "inference_address",
+    "model_store",
+    "load_models",
+    "default_workers_per_model",
+    "number_of_gpu",
+    "job_queue_size",
+    "max_request_size",
+    "default_response_timeout",
+    "default_startup_timeout",
+];
+
+/// Keys TorchServe knows that tserve accepts but does not act on yet: they are logged, so a
+/// TorchServe config file works unchanged and its owner learns what is not in effect.
+const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
+    "management_address",
+    "metrics_address",
+    "grpc_inference_address",
+    "grpc_management_address",
+    "grpc_inference_port",
+    "grpc_management_port",
+    "enable_grpc_ssl",
+    "ts_open_inference_protocol",
+    "number_of_netty_threads",
+    "netty_client_threads",
+    "workflow_store",
+    "models",
+    "max_response_size",
+    "unregister_model_timeout",
+    "cors_allowed_origin",
+    "cors_allowed_methods",
+    "cors_allowed_headers",
+    "enable_envvars_config",
+    "install_py_dep_per_model",
+    "allowed_urls",
+    "use_env_allowed_urls",
+    "enable_metrics_api",
+    "metrics_mode",
+    "metrics_config",
+    "model_metrics_auto_detect",
+    "disable_system_metrics",
+    "system_metrics_cmd",
+    "async_logging",
+    "keystore",
+    "keystore_pass",
+    "keystore_type",
+    "private_key_file",
+    "certificate_file",
+    "enable_model_api",
+    "disable_token_authorization",
+    "token_expiration_min",
+    "model_snapshot",
+    "blacklist_env_vars",
+    "decode_input_request",
+    "limit_max_image_pixels",
+    "default_service_handler",
+    "service_envelope",
+    "prefer_direct_buffer",
+    "initial_worker_port",
+    "initial_distribution_port",
+    "ts_header_key_sequence_id",
+    "ts_header_key_sequence_start",
+    "ts_header_key_sequence_end",
+    "ipex_enable",
+    "ipex_gpu_enable",
+    "cpu_launcher_enable",
+    "cpu_launcher_args",
+    "use_native_io",
+    "io_ratio",
+    "metric_time_interval",
+    "debug",
+    "model_server_home",
+    "plugins_path",
+    "vmargs",
+];
+
+impl Config {
+    /// Resolves the settings. `detected_gpus` is what the runtime sees, so this module stays
+    /// free of libtorch.
+    pub fn resolve(cli: &CliOverrides, detected_gpus: usize) -> Result<Self, ConfigError> {
+        let source = config_file_path(cli)?;
+        let props = match &source {
+            Some(path) => properties::read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        let mut config = Self::from_properties(&props, detected_gpus)?;
+        config.source = source;
+        if let Some(store) = &cli.model_store {
+            config.model_store = Some(store.clone());
+        }
+        if !cli.models.is_empty() {
+            config.load_models = split_model_list(&cli.models);
+        }
+        Ok(config)
+    }
+
+    /// Builds settings from parsed properties, defaults applied.
+    pub fn from_properties(
+        props: &BTreeMap<String, String>,
+        detected_gpus: usize,
+    ) -> Result<Self, ConfigError> {
+        let reader = Properties(props);
+        let number_of_gpu = match reader.parse::<usize>("number_of_gpu")? {
+            Some(configured) => configured.min(detected_gpus),
+            None => detected_gpus,
+        };
+        let default_workers_per_model = match reader.parse::<usize>("default_workers_per_model")? {
+            Some(n) if n > 0 => n,
+            _ if number_of_gpu > 0 => number_of_gpu,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let inference_address = match props.get("inference_address") {
+            Some(value) => ListenAddress::parse(value, 80).map_err(|reason| {
+                ConfigError::InvalidValue {
+                    key: "inference_address".into(),
+                    value: value.clone(),
+                    reason,
+                }
+            })?,
+            None => ListenAddress::new("127.0.0.1", 8080),
+        };
+        let seconds = |key: &str| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(reader.parse::<u64>(key)?.unwrap_or(120)))
+        };
+        Ok(Self {
+            source: None,
+            inference_address,
+            model_store: props.get("model_store").map(PathBuf::from),
+            load_models: props
+                .get("load_models")
+                .map(|v| split_model_list(std::slice::from_ref(v)))
+                .unwrap_or_default(),
+            default_workers_per_model,
+            number_of_gpu,
+            job_queue_size: reader.parse("job_queue_size")?.unwrap_or(100),
+            max_request_size: reader.parse("max_request_size")?.unwrap_or(6_553_500),
+            default_response_timeout: seconds("default_response_timeout")?,
+            default_startup_timeout: seconds("default_startup_timeout")?,
+        })
+    }
+
+    /// Logs, once, each key that tserve does not act on.
+    pub fn log_ignored_keys(props: &BTreeMap<String, String>) {
+        for key in props.keys() {
+            if SUPPORTED_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            if TORCHSERVE_KEYS_NOT_IN_EFFECT.contains(&key.as_str()) {
+                log::warn!("config key {key} is a TorchServe setting tserve does not apply yet; ignored");
+            } else {
+                log::warn!("unknown config key {key}; ignored");
+            }
+        }
+    }
+
+    /// Reads the properties of the file this config came from, for start-up logging.
+    pub fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+        properties::read_file(path)
+    }
+}
+
+/// TorchServe's order: `TS_CONFIG_FILE`, then `--ts-config`, then `./config.properties`.
+fn config_file_path(cli: &CliOverrides) -> Result<Option<PathBuf>, ConfigError> {
+    let explicit = std::env::var_os("TS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .or_else(|| cli.ts_config.clone());
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(Some(path))
+        } else {
+            Err(ConfigError::FileNotFound(path))
+        };
+    }
+    let local = PathBuf::from("config.properties");
+    Ok(local.is_file().then_some(local))
+}
+
+/// `--models a.mar b=c.mar` and `load_models=a.mar,b=c.mar` both become one list of entries.
+fn split_model_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Typed access to property values, with the key named in every error.
+struct Properties<'a>(&'a BTreeMap<String, String>);
+
+impl Properties<'_> {
+    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.0
+            .get(key)
+            .map(|value| {
+                value.trim().parse().map_err(|e: T::Err| ConfigError::InvalidValue {
+                    key: key.to_string(),
+                    value: value.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_torchserve() {
+        let config = Config::from_properties(&props(&[]), 0).unwrap();
+        assert_eq!(config.inference_address, ListenAddress::new("127.0.0.1", 8080));
+        assert_eq!(config.job_queue_size, 100);
+        assert_eq!(config.max_request_size, 6_553_500);
+        assert_eq!(config.default_response_timeout, Duration::from_secs(120));
+        assert_eq!(config.number_of_gpu, 0);
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config.default_workers_per_model, cpus);
+    }
+
+    #[test]
+    fn default_workers_follow_gpus_then_config() {
+        let config = Config::from_properties(&props(&[]), 4).unwrap();
+        assert_eq!(config.default_workers_per_model, 4);
+        let config = Config::from_properties(&props(&[("number_of_gpu", "2")]), 4).unwrap();
+        assert_eq!((config.number_of_gpu, config.default_workers_per_model), (2, 2));
+        let config =
+            Config::from_properties(&props(&[("default_workers_per_model", "3")]), 4).unwrap();
+        assert_eq!(config.default_workers_per_model, 3);
+    }
+
+    #[test]
+    fn number_of_gpu_cannot_exceed_detected() {
+        let config = Config::from_properties(&props(&[("number_of_gpu", "8")]), 1).unwrap();
+        assert_eq!(config.number_of_gpu, 1);
+    }
+
+    #[test]
+    fn bad_number_names_the_key() {
+        let err = Config::from_properties(&props(&[("job_queue_size", "lots")]), 0).unwrap_err();
+        assert!(err.to_string().contains("job_queue_size"), "{err}");
+    }
+
+    #[test]
+    fn model_lists_split_on_commas_and_args() {
+        let models = split_model_list(&["a.mar,b=c.mar".into(), " d.mar ".into()]);
+        assert_eq!(models, vec!["a.mar", "b=c.mar", "d.mar"]);
+    }
+}

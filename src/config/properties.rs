@@ -1,0 +1,85 @@
+//! Reads TorchServe's `config.properties`: a java properties file whose values may name
+//! environment variables as `$$NAME$$`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::ConfigError;
+
+/// Parses a properties file into key/value pairs, with `$$ENV$$` references replaced.
+pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw = java_properties::read(std::io::BufReader::new(file)).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    raw.into_iter()
+        .map(|(key, value)| Ok((key, substitute_env(&value, |name| std::env::var(name).ok())?)))
+        .collect()
+}
+
+/// Replaces each `$$NAME$$` with the environment variable `NAME`, as TorchServe's ConfigManager
+/// does; an unset variable is an error, since silently serving with an empty value is worse.
+pub fn substitute_env(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("$$") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("$$") else { break };
+        let name = &after[..end];
+        let resolved = lookup(name).ok_or_else(|| ConfigError::EnvVar(name.to_string()))?;
+        out.push_str(&rest[..start]);
+        out.push_str(&resolved);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(name: &str) -> Option<String> {
+        (name == "PORT").then(|| "9090".to_string())
+    }
+
+    #[test]
+    fn replaces_env_references() {
+        let value = substitute_env("http://0.0.0.0:$$PORT$$", lookup).unwrap();
+        assert_eq!(value, "http://0.0.0.0:9090");
+    }
+
+    #[test]
+    fn unset_env_is_an_error() {
+        let err = substitute_env("$$NOPE$$", lookup).unwrap_err();
+        assert_eq!(err.to_string(), "Invalid Environment Variable NOPE");
+    }
+
+    #[test]
+    fn lone_markers_are_kept() {
+        assert_eq!(substitute_env("a$$b", lookup).unwrap(), "a$$b");
+    }
+
+    #[test]
+    fn parses_comments_and_separators() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.properties");
+        std::fs::write(
+            &path,
+            "# comment\ninference_address=http://127.0.0.1:$$PORT$$\njob_queue_size = 7\n",
+        )
+        .unwrap();
+        std::env::set_var("PORT", "9090");
+        let props = read_file(&path).unwrap();
+        assert_eq!(props["inference_address"], "http://127.0.0.1:9090");
+        assert_eq!(props["job_queue_size"], "7");
+        assert_eq!(props.len(), 2);
+    }
+}

@@ -1,0 +1,242 @@
+//! Built-in handlers, in Rust: turn request bytes into tensors, run one batched `forward`, turn
+//! the output back into one answer per request. Nothing here knows about HTTP or actors, so it is
+//! tested with real TorchScript models and no server; only a worker thread calls [`LoadedModel`].
+
+mod base;
+pub mod image;
+mod image_classifier;
+mod labels;
+pub mod tensor_json;
+
+use std::path::Path;
+
+use serde_json::Value;
+use tch::{CModule, Device, IValue, Tensor};
+
+pub use base::BaseHandler;
+pub use image_classifier::ImageClassifier;
+
+/// Errors of the model layer: loading a model, and running one request through it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModelError {
+    /// The request's payload cannot become model input (corrupt image, malformed JSON).
+    #[error("{0}")]
+    BadInput(String),
+    /// libtorch failed while running the model; holds the last line of its traceback.
+    #[error("Prediction failed: {0}")]
+    Prediction(String),
+    /// The model ran but its output does not fit the handler (wrong type, rank or batch size).
+    #[error("Invalid model predict output: {0}")]
+    InvalidOutput(String),
+    #[error("failed to load model {path}: {message}")]
+    Load { path: String, message: String },
+    #[error(
+        "handler {0:?} is not supported: tserve runs TorchScript models with its built-in \
+         handlers ({handlers}); custom Python handlers cannot run",
+        handlers = HandlerKind::NAMES.join(", ")
+    )]
+    UnsupportedHandler(String),
+}
+
+impl ModelError {
+    /// Whether the worker that met this error can no longer be trusted to serve: a CUDA error
+    /// may leave the device context corrupt, so the worker is replaced rather than reused.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ModelError::Prediction(m) if m.contains("CUDA error"))
+    }
+
+    fn from_torch(err: tch::TchError) -> Self {
+        ModelError::Prediction(last_line(&err.to_string()))
+    }
+}
+
+/// A TorchScript error carries the whole interpreter traceback; the caller gets its final line
+/// (e.g. `RuntimeError: Expected 4D input`), the log keeps the rest.
+pub fn last_line(message: &str) -> String {
+    let line = message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(message);
+    if line.len() < message.trim().len() {
+        log::debug!("libtorch error in full: {message}");
+    }
+    line.trim_start_matches("Internal torch error: ").to_string()
+}
+
+/// The built-in handlers, named as in TorchServe's manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerKind {
+    ImageClassifier,
+    Base,
+}
+
+impl HandlerKind {
+    pub const NAMES: [&'static str; 2] = ["image_classifier", "base_handler"];
+
+    /// Resolves a manifest's `handler`: a built-in name, optionally as its TorchServe module
+    /// path (`ts.torch_handler.image_classifier`). An archive with no handler gets base_handler.
+    pub fn from_manifest(handler: Option<&str>) -> Result<Self, ModelError> {
+        let Some(name) = handler else {
+            return Ok(HandlerKind::Base);
+        };
+        let short = name.strip_prefix("ts.torch_handler.").unwrap_or(name);
+        match short {
+            "image_classifier" => Ok(HandlerKind::ImageClassifier),
+            "base_handler" => Ok(HandlerKind::Base),
+            _ => Err(ModelError::UnsupportedHandler(name.to_string())),
+        }
+    }
+}
+
+/// What a handler does around `forward`. Preprocessing works on one request at a time, so one
+/// bad payload fails only its own request; postprocessing splits the batch output.
+pub trait Handler: Send {
+    /// One request's payload → one sample (no batch dimension).
+    fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError>;
+    /// The batched output (on the CPU) → one JSON answer per sample, in order.
+    fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError>;
+}
+
+/// Builds a handler, reading what it needs (e.g. `index_to_name.json`) from the model folder.
+pub fn build_handler(kind: HandlerKind, model_dir: &Path) -> Result<Box<dyn Handler>, ModelError> {
+    Ok(match kind {
+        HandlerKind::ImageClassifier => Box::new(ImageClassifier::new(model_dir)?),
+        HandlerKind::Base => Box::new(BaseHandler),
+    })
+}
+
+/// A TorchScript module on its device with its handler. Owned by one worker thread.
+pub struct LoadedModel {
+    module: CModule,
+    handler: Box<dyn Handler>,
+    device: Device,
+}
+
+impl LoadedModel {
+    /// Loads `model_file` onto `device` in eval mode. Call it on the thread that will run it.
+    pub fn load(
+        model_file: &Path,
+        handler: Box<dyn Handler>,
+        device: Device,
+    ) -> Result<Self, ModelError> {
+        let load_error = |e: tch::TchError| ModelError::Load {
+            path: model_file.display().to_string(),
+            message: last_line(&e.to_string()),
+        };
+        let mut module = CModule::load_on_device(model_file, device).map_err(load_error)?;
+        module.f_set_eval().map_err(load_error)?;
+        Ok(Self {
+            module,
+            handler,
+            device,
+        })
+    }
+
+    /// Runs a batch of payloads: each is preprocessed alone, the good ones go through one
+    /// `forward`, and every payload gets its own answer or error, in order.
+    pub fn predict(&self, payloads: &[&[u8]]) -> Vec<Result<Value, ModelError>> {
+        let mut answers: Vec<Option<Result<Value, ModelError>>> = vec![None; payloads.len()];
+        let mut samples = Vec::with_capacity(payloads.len());
+        let mut sample_owner = Vec::with_capacity(payloads.len());
+        for (index, payload) in payloads.iter().enumerate() {
+            match self.handler.preprocess(payload) {
+                Ok(sample) => {
+                    samples.push(sample);
+                    sample_owner.push(index);
+                }
+                Err(e) => answers[index] = Some(Err(e)),
+            }
+        }
+        if !samples.is_empty() {
+            match self.forward(&samples) {
+                Ok(outputs) => {
+                    for (index, output) in sample_owner.iter().zip(outputs) {
+                        answers[*index] = Some(Ok(output));
+                    }
+                }
+                Err(e) => {
+                    for index in &sample_owner {
+                        answers[*index] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(ModelError::InvalidOutput("no answer".into()))))
+            .collect()
+    }
+
+    fn forward(&self, samples: &[Tensor]) -> Result<Vec<Value>, ModelError> {
+        let batch = Tensor::f_stack(samples, 0)
+            .and_then(|b| b.f_to(self.device))
+            .map_err(|e| ModelError::BadInput(format!("inputs cannot form a batch: {}", last_line(&e.to_string()))))?;
+        let output = self
+            .module
+            .forward_is(&[IValue::Tensor(batch)])
+            .map_err(ModelError::from_torch)?;
+        let IValue::Tensor(output) = output else {
+            return Err(ModelError::InvalidOutput(format!(
+                "the model returned {}, expected a tensor",
+                ivalue_kind(&output)
+            )));
+        };
+        let output = output.f_to(Device::Cpu).map_err(ModelError::from_torch)?;
+        let answers = self.handler.postprocess(&output)?;
+        if answers.len() != samples.len() {
+            return Err(ModelError::InvalidOutput(format!(
+                "number of batch response mismatched: {} inputs, {} outputs",
+                samples.len(),
+                answers.len()
+            )));
+        }
+        Ok(answers)
+    }
+}
+
+fn ivalue_kind(value: &IValue) -> &'static str {
+    match value {
+        IValue::Tuple(_) => "a tuple",
+        IValue::GenericList(_) | IValue::TensorList(_) => "a list",
+        IValue::GenericDict(_) => "a dict",
+        IValue::None => "None",
+        _ => "a non-tensor value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_names_resolve_like_torchserve() {
+        assert_eq!(
+            HandlerKind::from_manifest(Some("image_classifier")).unwrap(),
+            HandlerKind::ImageClassifier
+        );
+        assert_eq!(
+            HandlerKind::from_manifest(Some("ts.torch_handler.base_handler")).unwrap(),
+            HandlerKind::Base
+        );
+        assert_eq!(HandlerKind::from_manifest(None).unwrap(), HandlerKind::Base);
+        let err = HandlerKind::from_manifest(Some("my_handler.py")).unwrap_err();
+        assert!(err.to_string().contains("my_handler.py"), "{err}");
+        assert!(err.to_string().contains("image_classifier, base_handler"), "{err}");
+    }
+
+    #[test]
+    fn last_line_of_a_traceback() {
+        let message = "Internal torch error: The following operation failed in the TorchScript \
+                       interpreter.\nTraceback of TorchScript (most recent call last):\n  File \
+                       \"x.py\", line 3\nRuntimeError: boom\n";
+        assert_eq!(last_line(message), "RuntimeError: boom");
+    }
+
+    #[test]
+    fn cuda_errors_retire_the_worker() {
+        assert!(ModelError::Prediction("CUDA error: an illegal memory access".into()).is_fatal());
+        assert!(!ModelError::Prediction("RuntimeError: boom".into()).is_fatal());
+    }
+}

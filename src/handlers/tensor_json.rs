@@ -1,0 +1,133 @@
+//! Tensors as JSON nested arrays, both ways, with `torch.as_tensor` / `Tensor.tolist` semantics:
+//! all-integer input becomes int64, anything else float32; output keeps the tensor's values.
+
+use serde_json::{Number, Value};
+use tch::{Kind, Tensor};
+
+/// A rectangular nested array of numbers → tensor. Errors name what is wrong with the input.
+pub fn json_to_tensor(value: &Value) -> Result<Tensor, String> {
+    let shape = shape_of(value);
+    let mut leaves = Vec::new();
+    collect_leaves(value, &shape, 0, &mut leaves)?;
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let tensor = if leaves.iter().all(|n| n.is_i64()) {
+        let ints: Vec<i64> = leaves.iter().filter_map(|n| n.as_i64()).collect();
+        Tensor::f_from_slice(&ints)
+    } else {
+        let floats: Vec<f32> = leaves
+            .iter()
+            .map(|n| n.as_f64().unwrap_or(f64::NAN) as f32)
+            .collect();
+        Tensor::f_from_slice(&floats)
+    };
+    tensor
+        .and_then(|t| t.f_view(dims.as_slice()))
+        .map_err(|e| e.to_string())
+}
+
+/// The shape implied by the first element at each depth; checked against the rest afterwards.
+fn shape_of(value: &Value) -> Vec<usize> {
+    let mut shape = Vec::new();
+    let mut current = value;
+    while let Value::Array(items) = current {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => current = first,
+            None => break,
+        }
+    }
+    shape
+}
+
+fn collect_leaves<'a>(
+    value: &'a Value,
+    shape: &[usize],
+    depth: usize,
+    leaves: &mut Vec<&'a Number>,
+) -> Result<(), String> {
+    match value {
+        Value::Number(n) if depth == shape.len() => {
+            leaves.push(n);
+            Ok(())
+        }
+        Value::Array(items) if depth < shape.len() && items.len() == shape[depth] => items
+            .iter()
+            .try_for_each(|item| collect_leaves(item, shape, depth + 1, leaves)),
+        Value::Array(_) | Value::Number(_) => Err(format!(
+            "expected a rectangular nested array of numbers; shape {shape:?} breaks at depth {depth}"
+        )),
+        other => Err(format!(
+            "expected a nested array of numbers, found {}",
+            json_type(other)
+        )),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::String(_) => "a string",
+        Value::Object(_) => "an object",
+        Value::Array(_) => "an array",
+        Value::Number(_) => "a number",
+    }
+}
+
+/// Tensor → nested arrays (a 0-d tensor → a number), as `Tensor.tolist()`.
+pub fn tensor_to_json(tensor: &Tensor) -> Result<Value, tch::TchError> {
+    let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+    let flat = tensor.f_contiguous()?.f_view([-1])?;
+    let leaves: Vec<Value> = match tensor.kind() {
+        Kind::Bool => Vec::<bool>::try_from(&flat)?.into_iter().map(Value::from).collect(),
+        Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64 => {
+            Vec::<i64>::try_from(&flat)?.into_iter().map(Value::from).collect()
+        }
+        _ => Vec::<f64>::try_from(&flat)?.into_iter().map(Value::from).collect(),
+    };
+    let mut leaves = leaves.into_iter();
+    Ok(nest(&shape, &mut leaves))
+}
+
+fn nest(shape: &[usize], leaves: &mut impl Iterator<Item = Value>) -> Value {
+    match shape.split_first() {
+        None => leaves.next().unwrap_or(Value::Null),
+        Some((&len, rest)) => Value::Array((0..len).map(|_| nest(rest, leaves)).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn floats_become_float32() {
+        let t = json_to_tensor(&json!([[1.5, 2], [3, 4]])).unwrap();
+        assert_eq!(t.size(), vec![2, 2]);
+        assert_eq!(t.kind(), Kind::Float);
+        assert_eq!(t.double_value(&[0, 0]), 1.5);
+    }
+
+    #[test]
+    fn integers_become_int64() {
+        let t = json_to_tensor(&json!([1, 2, 3])).unwrap();
+        assert_eq!((t.size(), t.kind()), (vec![3], Kind::Int64));
+    }
+
+    #[test]
+    fn ragged_and_non_numeric_are_refused() {
+        assert!(json_to_tensor(&json!([[1, 2], [3]])).is_err());
+        assert!(json_to_tensor(&json!([[1, 2], 3])).is_err());
+        let err = json_to_tensor(&json!(["a"])).unwrap_err();
+        assert!(err.contains("a string"), "{err}");
+    }
+
+    #[test]
+    fn round_trips() {
+        let value = json!([[1.5, -2.25], [0.0, 4.0]]);
+        let back = tensor_to_json(&json_to_tensor(&value).unwrap()).unwrap();
+        assert_eq!(back, value);
+        assert_eq!(tensor_to_json(&Tensor::from(7i64)).unwrap(), json!(7));
+    }
+}

@@ -1,0 +1,169 @@
+//! `tserve --start/--stop/--version`: the launcher, with the outcomes, messages and exit codes of
+//! TorchServe's (`ts/model_server.py`), worded for tserve. The pid file is
+//! `<tmpdir>/.tserve.pid`; `--start` without `--foreground` runs the server in the background.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cli::Args;
+use crate::config::{Config, ConfigError};
+
+/// How long `--stop` waits for the server to exit after SIGTERM.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
+pub fn run(args: Args) -> ExitCode {
+    let pid_file = pid_file_path();
+    let running = running_server(&pid_file);
+    if args.version {
+        println!("tserve version is {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.stop {
+        stop(running, &pid_file);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(pid) = running.filter(|pid| *pid != std::process::id() as i32) {
+        let _ = pid;
+        println!("tserve is already running, please use tserve --stop to stop tserve.");
+        return ExitCode::FAILURE;
+    }
+    let config = match check_start_arguments(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            println!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.foreground {
+        serve_here(config, &pid_file)
+    } else {
+        start_in_background(&pid_file)
+    }
+}
+
+fn pid_file_path() -> PathBuf {
+    std::env::temp_dir().join(".tserve.pid")
+}
+
+/// The pid of a tserve process named by the pid file. A pid file whose process is gone is
+/// removed; one naming another program is ignored.
+fn running_server(pid_file: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(pid_file).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => String::from_utf8_lossy(&cmdline)
+            .contains("tserve")
+            .then_some(pid),
+        Err(_) => {
+            println!("Removing orphan pid file.");
+            let _ = std::fs::remove_file(pid_file);
+            None
+        }
+    }
+}
+
+fn stop(running: Option<i32>, pid_file: &Path) {
+    let Some(pid) = running else {
+        println!("tserve is not currently running.");
+        return;
+    };
+    match kill(Pid::from_raw(pid), Signal::SIGTERM) {
+        Ok(()) => {
+            // Unlike TorchServe's launcher, wait for the exit, so `--stop` then `--start` in a
+            // script does not race the old server for its ports.
+            let deadline = Instant::now() + STOP_WAIT;
+            while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+                if Instant::now() > deadline {
+                    println!("tserve did not stop within {}s.", STOP_WAIT.as_secs());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            println!("tserve has stopped.");
+        }
+        Err(_) => println!("tserve already stopped."),
+    }
+    let _ = std::fs::remove_file(pid_file);
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// The launcher's checks, in its order and with its messages.
+fn check_start_arguments(args: &Args) -> Result<Config, String> {
+    if let Some(log_config) = &args.log_config {
+        if !log_config.is_file() {
+            return Err(format!("--log-config file not found: {}", log_config.display()));
+        }
+    }
+    // GPUs are counted by the server itself; the launcher only validates.
+    let config = Config::resolve(&args.config_overrides(), 0).map_err(|e| match e {
+        ConfigError::FileNotFound(path) => format!("--ts-config file not found: {}", path.display()),
+        other => other.to_string(),
+    })?;
+    match &config.model_store {
+        None => return Err("Missing mandatory parameter --model-store".into()),
+        Some(store) if !store.is_dir() => {
+            return Err(format!("--model-store directory not found: {}", store.display()))
+        }
+        Some(_) => {}
+    }
+    if let Some(store) = &args.workflow_store {
+        if !store.is_dir() {
+            return Err(format!("--workflow-store directory not found: {}", store.display()));
+        }
+    }
+    Ok(config)
+}
+
+fn serve_here(config: Config, pid_file: &Path) -> ExitCode {
+    let own_pid = std::process::id();
+    if let Err(e) = std::fs::write(pid_file, own_pid.to_string()) {
+        log::warn!("cannot write pid file {}: {e}", pid_file.display());
+    }
+    let outcome = crate::server::run(config);
+    if running_server(pid_file) == Some(own_pid as i32) {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("tserve failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts this same command with `--foreground` in its own process group (so the terminal's
+/// Ctrl-C does not reach it), records its pid, and returns.
+fn start_in_background(pid_file: &Path) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+
+    let spawned = std::env::current_exe().and_then(|exe| {
+        Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .arg("--foreground")
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+    });
+    match spawned {
+        Ok(child) => {
+            if let Err(e) = std::fs::write(pid_file, child.id().to_string()) {
+                println!("cannot write pid file {}: {e}", pid_file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("start tserve failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

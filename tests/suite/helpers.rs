@@ -1,0 +1,257 @@
+//! Shared test set-up: the fixture models, and a real tserve server on a free port.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixture folder, made by `tests/fixtures/make_models.py` with the venv's PyTorch the first
+/// time a test asks (the script itself skips work that is up to date).
+pub fn fixtures() -> &'static Path {
+    static FIXTURES: OnceLock<PathBuf> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let out = repo_root().join("target").join("test-fixtures");
+        let python = repo_root().join(".venv").join("bin").join("python");
+        let status = Command::new(&python)
+            .arg(repo_root().join("tests/fixtures/make_models.py"))
+            .arg(&out)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup.sh)", python.display()));
+        assert!(status.success(), "make_models.py failed");
+        out
+    })
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures().join(name)
+}
+
+/// A `tserve --foreground` process serving archives from a private model store.
+pub struct TestServer {
+    child: Child,
+    pub base_url: String,
+    /// Everything the server printed (stdout and stderr), for assertions on log lines.
+    output: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Serves the fixture archives `models` with one worker each, plus `config` lines.
+    pub fn start(models: &[&str], config: &str) -> Self {
+        Self::launch(models, models, &format!("default_workers_per_model=1\n{config}"))
+    }
+
+    /// As [`start`], without the one-worker default.
+    pub fn start_with(models: &[&str], config: &str) -> Self {
+        Self::launch(models, models, config)
+    }
+
+    /// Puts the fixture files `store_files` in a fresh model store and starts
+    /// `tserve --foreground --ncs --models <models_arg>` on it.
+    pub fn launch(store_files: &[&str], models_arg: &[&str], config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("model_store");
+        std::fs::create_dir(&store).unwrap();
+        for model in store_files {
+            std::fs::hard_link(fixture(model), store.join(model))
+                .or_else(|_| std::fs::copy(fixture(model), store.join(model)).map(|_| ()))
+                .unwrap();
+        }
+        let config_path = dir.path().join("config.properties");
+        std::fs::write(
+            &config_path,
+            format!("inference_address=http://127.0.0.1:0\n{config}\n"),
+        )
+        .unwrap();
+        let mut command = tserve_command(dir.path());
+        command
+            .args(["--foreground", "--ncs", "--ts-config"])
+            .arg(&config_path)
+            .arg("--model-store")
+            .arg(&store);
+        if !models_arg.is_empty() {
+            command.arg("--models").args(models_arg);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tserve");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (bound_tx, bound_rx) = mpsc::channel();
+        collect_lines(child.stdout.take().unwrap(), output.clone(), Some(bound_tx));
+        collect_lines(child.stderr.take().unwrap(), output.clone(), None);
+        let base_url = match bound_rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("tserve did not bind; output:\n{}", output.lock().unwrap());
+            }
+        };
+        Self {
+            child,
+            base_url,
+            output,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Reply {
+        Reply::from(ureq::post(&self.url(path)).send_bytes(body))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        Reply::from(ureq::get(&self.url(path)).call())
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        Reply::from(ureq::request(method, &self.url(path)).send_bytes(body))
+    }
+
+    /// The process id, for signalling it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tserve binary, run in `dir` with `TMPDIR` there too, so its pid file and any
+/// `./config.properties` lookup are private to the test.
+pub fn tserve_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tserve"));
+    command
+        .current_dir(dir)
+        .env("TMPDIR", dir)
+        .env_remove("TS_CONFIG_FILE")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// Copies a child's output into `output`; sends the base URL once the bind line shows.
+pub fn collect_lines(
+    stream: impl std::io::Read + Send + 'static,
+    output: Arc<Mutex<String>>,
+    bound: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let (Some(sender), Some(url)) = (&bound, line.strip_prefix("Inference API bound to ")) {
+                let _ = sender.send(url.trim().to_string());
+            }
+            let mut output = output.lock().unwrap();
+            output.push_str(&line);
+            output.push('\n');
+        }
+    });
+}
+
+/// An HTTP answer, whatever its status.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts TorchServe's error shape and returns its `type` and `message`.
+    pub fn error(&self, status: u16) -> (String, String) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let json = self.json();
+        assert_eq!(json["code"], status, "{json}");
+        (
+            json["type"].as_str().unwrap().to_string(),
+            json["message"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+impl From<Result<ureq::Response, ureq::Error>> for Reply {
+    fn from(result: Result<ureq::Response, ureq::Error>) -> Self {
+        let response = match result {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|name| response.header(&name).map(|v| (name.clone(), v.to_string())))
+            .collect();
+        let body = response.into_string().unwrap_or_default();
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// Asserts two nested JSON arrays of numbers agree within `tolerance`.
+pub fn assert_close(actual: &Value, expected: &Value, tolerance: f64) {
+    match (actual, expected) {
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "{actual} vs {expected}");
+            a.iter().zip(e).for_each(|(a, e)| assert_close(a, e, tolerance));
+        }
+        (a, e) => {
+            let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+            assert!((a - e).abs() <= tolerance, "{a} vs {e} (tolerance {tolerance})");
+        }
+    }
+}
+
+/// The MLP's reference cases: inputs and the outputs PyTorch computed for them.
+pub fn mlp_cases() -> Vec<(Value, Value)> {
+    let text = std::fs::read_to_string(fixture("mlp_expected.json")).unwrap();
+    let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
+    cases
+        .into_iter()
+        .map(|case| (case["input"].clone(), case["output"].clone()))
+        .collect()
+}

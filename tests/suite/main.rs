@@ -1,0 +1,11 @@
+//! tserve's black-box and component tests, in one binary so libtorch is linked once.
+//!
+//! Every model is a real TorchScript file made by the venv's PyTorch (`tests/fixtures`), every
+//! server a real `tserve` process on a free port, spoken to over HTTP.
+
+mod actors;
+mod helpers;
+mod launcher;
+mod model;
+mod preprocessing;
+mod server;

@@ -1,0 +1,71 @@
+//! The handler pipeline on real TorchScript models, without actors or HTTP.
+
+use serde_json::Value;
+use tch::Device;
+use tserve::handlers::{build_handler, HandlerKind, LoadedModel, ModelError};
+
+use crate::helpers::{assert_close, fixture, fixtures, mlp_cases};
+
+fn load(file: &str, kind: HandlerKind) -> LoadedModel {
+    let handler = build_handler(kind, fixtures()).unwrap();
+    LoadedModel::load(&fixture(file), handler, Device::Cpu).unwrap()
+}
+
+#[test]
+fn a_batch_answers_each_sample_as_pytorch_does_alone() {
+    let _no_grad = tch::no_grad_guard();
+    let model = load("mlp.pt", HandlerKind::Base);
+    let cases = mlp_cases();
+    let payloads: Vec<Vec<u8>> = cases.iter().map(|(input, _)| input.to_string().into_bytes()).collect();
+    let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let answers = model.predict(&slices);
+    assert_eq!(answers.len(), cases.len());
+    for (answer, (_, expected)) in answers.iter().zip(&cases) {
+        assert_close(answer.as_ref().unwrap(), expected, 1e-5);
+    }
+}
+
+#[test]
+fn a_bad_payload_fails_only_itself() {
+    let _no_grad = tch::no_grad_guard();
+    let model = load("mlp.pt", HandlerKind::Base);
+    let (input, expected) = &mlp_cases()[0];
+    let good = input.to_string().into_bytes();
+    let answers = model.predict(&[&good, b"[[1, 2], [3]]", &good]);
+    assert_close(answers[0].as_ref().unwrap(), expected, 1e-5);
+    assert!(matches!(answers[1], Err(ModelError::BadInput(_))), "{:?}", answers[1]);
+    assert_close(answers[2].as_ref().unwrap(), expected, 1e-5);
+}
+
+#[test]
+fn a_model_that_is_not_torchscript_fails_to_load_clearly() {
+    let handler = build_handler(HandlerKind::Base, fixtures()).unwrap();
+    let err = match LoadedModel::load(&fixture("eager_mlp.pt"), handler, Device::Cpu) {
+        Err(e) => e,
+        Ok(_) => panic!("a state dict is not a TorchScript module"),
+    };
+    assert!(matches!(err, ModelError::Load { .. }), "{err}");
+    assert!(err.to_string().contains("eager_mlp.pt"), "{err}");
+}
+
+#[test]
+fn image_classifier_batches_equal_single_answers() {
+    let _no_grad = tch::no_grad_guard();
+    let model = load("resnet18.pt", HandlerKind::ImageClassifier);
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let grey = std::fs::read(fixture("images/grey.jpg")).unwrap();
+    let alone: Vec<Value> = [&photo, &grey]
+        .iter()
+        .map(|image| model.predict(&[image.as_slice()]).remove(0).unwrap())
+        .collect();
+    let batched = model.predict(&[&photo, &grey]);
+    for (single, batch) in alone.iter().zip(&batched) {
+        let batch = batch.as_ref().unwrap();
+        let keys: Vec<&String> = single.as_object().unwrap().keys().collect();
+        assert_eq!(keys, batch.as_object().unwrap().keys().collect::<Vec<_>>());
+        for key in keys {
+            let (a, b) = (single[key].as_f64().unwrap(), batch[key].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-5, "{key}: {a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The inference API, end to end: a real server, real archives, HTTP.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_close, fixture, mlp_cases, TestServer};
+
+#[test]
+fn ping_is_healthy_once_models_are_loaded() {
+    let server = TestServer::start(&["mlp.mar"], "");
+    let reply = server.get("/ping");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"status": "Healthy"}));
+    assert!(reply.header("x-request-id").is_some_and(|id| id.len() == 36));
+    assert_eq!(reply.header("cache-control"), Some("no-cache; no-store, must-revalidate, private"));
+    // TorchServe pretty-prints with a two-space indent.
+    assert_eq!(reply.body, "{\n  \"status\": \"Healthy\"\n}\n");
+}
+
+#[test]
+fn mlp_predictions_equal_pytorch() {
+    let server = TestServer::start(&["mlp.mar"], "");
+    for (input, expected) in mlp_cases() {
+        let reply = server.post("/predictions/mlp", input.to_string().as_bytes());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_close(&reply.json(), &expected, 1e-5);
+    }
+    // The explicit version, and `curl -T` (a PUT), reach the same model.
+    let (input, expected) = &mlp_cases()[0];
+    let reply = server.request("PUT", "/predictions/mlp/1.0", input.to_string().as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_close(&reply.json(), expected, 1e-5);
+}
+
+#[test]
+fn multipart_data_field_is_the_input() {
+    let server = TestServer::start(&["mlp.mar"], "");
+    let (input, expected) = &mlp_cases()[1];
+    let boundary = "tserveboundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nignored\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"x.json\"\r\n\
+         Content-Type: application/json\r\n\r\n{input}\r\n--{boundary}--\r\n"
+    );
+    let reply = crate::helpers::Reply::from(
+        ureq::post(&server.url("/predictions/mlp"))
+            .set("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
+            .send_bytes(body.as_bytes()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_close(&reply.json(), expected, 1e-5);
+}
+
+#[test]
+fn resnet18_answers_top5_like_torchserve() {
+    let server = TestServer::start(&["resnet18.mar"], "");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("resnet18_expected.json")).unwrap())
+            .unwrap();
+    for image in ["photo.jpg", "odd_tall.jpg"] {
+        let bytes = std::fs::read(fixture("images").join(image)).unwrap();
+        let reply = server.post("/predictions/resnet18", &bytes);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let top5 = reply.json();
+        let top5 = top5.as_object().expect("a JSON object of label → probability");
+        assert_eq!(top5.len(), 5);
+        let probabilities: Vec<f64> = top5.values().map(|p| p.as_f64().unwrap()).collect();
+        assert!(probabilities.windows(2).all(|w| w[0] >= w[1]), "sorted: {probabilities:?}");
+        assert!(probabilities.iter().sum::<f64>() <= 1.0 + 1e-6);
+        assert!(probabilities.iter().all(|p| *p > 0.0));
+        // Against PyTorch + torchvision on the same image: random weights leave near-ties among
+        // the top classes, so the order may differ, but the classes and their probabilities
+        // must agree (pre-processing differs from Pillow by at most ~0.01 per input value).
+        let reference = expected[image].as_object().unwrap();
+        let shared: Vec<&String> = top5.keys().filter(|label| reference.contains_key(*label)).collect();
+        assert!(shared.len() >= 4, "tserve {top5:?} vs torchvision {reference:?}");
+        for label in shared {
+            let (ours, theirs) = (top5[label].as_f64().unwrap(), reference[label].as_f64().unwrap());
+            assert!((ours - theirs).abs() < 1e-3, "{label}: {ours} vs {theirs}");
+        }
+    }
+}
+
+#[test]
+fn unknown_model_and_version_are_404() {
+    let server = TestServer::start(&["mlp.mar"], "");
+    let (kind, message) = server.post("/predictions/nope", b"[1]").error(404);
+    assert_eq!((kind.as_str(), message.as_str()), ("ModelNotFoundException", "Model not found: nope"));
+    let (kind, message) = server.post("/predictions/mlp/9.9", b"[1]").error(404);
+    assert_eq!(kind, "ModelVersionNotFoundException");
+    assert_eq!(message, "Model version: 9.9 does not exist for model: mlp");
+    let (kind, _) = server.get("/no/such/path").error(404);
+    assert_eq!(kind, "ResourceNotFoundException");
+    let (kind, _) = server.request("OPTIONS", "/predictions/mlp", b"").error(405);
+    assert_eq!(kind, "MethodNotAllowedException");
+}
+
+#[test]
+fn bad_image_is_a_clear_error_and_the_server_keeps_serving() {
+    let server = TestServer::start(&["resnet18.mar"], "");
+    let garbage = std::fs::read(fixture("not_an_image.jpg")).unwrap();
+    let (kind, message) = server.post("/predictions/resnet18", &garbage).error(400);
+    assert_eq!(kind, "BadRequestException");
+    assert!(message.contains("image"), "{message}");
+    let (kind, _) = server.post("/predictions/resnet18", b"").error(400);
+    assert_eq!(kind, "BadRequestException");
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    assert_eq!(server.post("/predictions/resnet18", &photo).status, 200);
+    assert_eq!(server.get("/ping").status, 200);
+}
+
+#[test]
+fn model_errors_fail_only_their_request() {
+    let server = TestServer::start(&["faulty.mar", "mlp.mar"], "");
+    let (kind, message) = server.post("/predictions/faulty", b"[-1.0, 2.0]").error(503);
+    assert_eq!(kind, "InternalServerException");
+    // The final line of libtorch's traceback, not the whole of it.
+    assert!(message.ends_with("fault injected: negative first element"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    let reply = server.post("/predictions/faulty", b"[1.5, 2.0]");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json(), json!([3.0, 4.0]));
+    // Wrong input shape for the MLP: an error from libtorch, and the model keeps serving.
+    let (kind, _) = server.post("/predictions/mlp", b"[1.0, 2.0]").error(503);
+    assert_eq!(kind, "InternalServerException");
+    let (input, expected) = &mlp_cases()[2];
+    let reply = server.post("/predictions/mlp", input.to_string().as_bytes());
+    assert_close(&reply.json(), expected, 1e-5);
+    let (kind, _) = server.post("/predictions/mlp", b"{not json").error(400);
+    assert_eq!(kind, "BadRequestException");
+}
+
+#[test]
+fn concurrent_clients_all_get_their_own_answers() {
+    let server = TestServer::start_with(&["mlp.mar"], "default_workers_per_model=2");
+    let cases = mlp_cases();
+    std::thread::scope(|scope| {
+        for client in 0..16 {
+            let (server, cases) = (&server, &cases);
+            scope.spawn(move || {
+                for round in 0..8 {
+                    let (input, expected) = &cases[(client + round) % cases.len()];
+                    let reply = server.post("/predictions/mlp", input.to_string().as_bytes());
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    assert_close(&reply.json(), expected, 1e-5);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn oversized_body_is_413() {
+    let server = TestServer::start(&["mlp.mar"], "max_request_size=1000");
+    let big = vec![b' '; 2000];
+    let (kind, message) = server.post("/predictions/mlp", &big).error(413);
+    assert_eq!(kind, "PayloadTooLargeException");
+    assert!(message.contains("1000"), "{message}");
+    let (input, _) = &mlp_cases()[0];
+    assert_eq!(server.post("/predictions/mlp", input.to_string().as_bytes()).status, 200);
+}
+
+#[test]
+fn eager_archives_are_refused_with_a_way_forward() {
+    let server = TestServer::start(&["eager.mar", "mlp.mar"], "");
+    let (kind, _) = server.post("/predictions/eager", b"[1]").error(404);
+    assert_eq!(kind, "ModelNotFoundException");
+    let output = server.output();
+    assert!(output.contains("eager-mode archive"), "{output}");
+    assert!(output.contains("torch.jit.script"), "{output}");
+    assert_eq!(server.get("/ping").status, 200, "the other model is served");
+}
+
+#[test]
+fn models_all_serves_every_archive_in_the_store() {
+    let server = TestServer::launch(&["mlp.mar", "faulty.mar"], &["all"], "default_workers_per_model=1");
+    let (input, expected) = &mlp_cases()[0];
+    assert_close(&server.post("/predictions/mlp", input.to_string().as_bytes()).json(), expected, 1e-5);
+    assert_eq!(server.post("/predictions/faulty", b"[1.0]").json(), json!([2.0]));
+}
+
+#[test]
+fn models_can_be_renamed_at_start_up() {
+    let server = TestServer::launch(
+        &["mlp.mar", "faulty.mar"],
+        &["renamed=mlp.mar,faulty.mar"],
+        "default_workers_per_model=1",
+    );
+    let (input, expected) = &mlp_cases()[0];
+    assert_close(&server.post("/predictions/renamed", input.to_string().as_bytes()).json(), expected, 1e-5);
+    assert_eq!(server.post("/predictions/faulty", b"[1.0]").json(), json!([2.0]));
+    let (kind, _) = server.post("/predictions/mlp", b"[1.0]").error(404);
+    assert_eq!(kind, "ModelNotFoundException");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut server = TestServer::start(&["mlp.mar"], "");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = server.wait_exit(std::time::Duration::from_secs(40)).expect("exited");
+    assert_eq!(status.code(), Some(0), "a clean exit, not death by signal: {status:?}");
+    assert!(server.output().contains("SIGTERM received: stopping"));
+}
