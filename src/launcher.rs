@@ -26,8 +26,9 @@ pub fn run(args: Args) -> ExitCode {
         stop(running, &pid_file);
         return ExitCode::SUCCESS;
     }
-    if let Some(pid) = running.filter(|pid| *pid != std::process::id() as i32) {
-        let _ = pid;
+    // A background start re-runs this command with --foreground; its parent has already
+    // written the child's own pid into the file.
+    if running.is_some_and(|pid| pid != std::process::id() as i32) {
         println!("tserve is already running, please use tserve --stop to stop tserve.");
         return ExitCode::FAILURE;
     }
