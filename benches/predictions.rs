@@ -7,8 +7,13 @@
 //! `forward` on a batch of 1 with no HTTP, queueing or pre-processing. Load comes from client
 //! threads on the same machine, so on a small machine they compete with the server for cores.
 //!
+//! A batched run follows: ResNet-18 with `batchSize` 8 and `maxBatchDelay` 5 ms (through the
+//! `models=` key of config.properties) at concurrency 16, next to the raw `forward` rate of
+//! batches of 8 (counted in samples per second).
+//!
 //! Settings (environment): BENCH_SECONDS (per run, default 5), BENCH_CONCURRENCY (default
-//! "1,4,16"), BENCH_MODELS (default "mlp,resnet18").
+//! "1,4,16"), BENCH_MODELS (default "mlp,resnet18"), BENCH_BATCHED (default "1"; "0" skips the
+//! batched run).
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
@@ -25,8 +30,8 @@ struct Model {
     torchscript: &'static str,
     /// One request's body.
     payload: Vec<u8>,
-    /// The same request as the model's input tensor (batch of 1).
-    input: fn() -> Tensor,
+    /// The model's input for a batch of `n` such requests.
+    input: fn(i64) -> Tensor,
 }
 
 fn models() -> Vec<Model> {
@@ -36,14 +41,14 @@ fn models() -> Vec<Model> {
             archive: "mlp.mar",
             torchscript: "mlp.pt",
             payload: mlp_cases()[0].0.to_string().into_bytes(),
-            input: || Tensor::randn([1, 4], (tch::Kind::Float, Device::Cpu)),
+            input: |n| Tensor::randn([n, 4], (tch::Kind::Float, Device::Cpu)),
         },
         Model {
             name: "resnet18",
             archive: "resnet18.mar",
             torchscript: "resnet18.pt",
             payload: std::fs::read(fixture("images/photo.jpg")).unwrap(),
-            input: || Tensor::randn([1, 3, 224, 224], (tch::Kind::Float, Device::Cpu)),
+            input: |n| Tensor::randn([n, 3, 224, 224], (tch::Kind::Float, Device::Cpu)),
         },
     ]
 }
@@ -65,31 +70,49 @@ fn main() {
     println!("| model | path | concurrency | requests/s | p50 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|---|---|");
     for model in models().into_iter().filter(|m| wanted.split(',').any(|w| w == m.name)) {
-        let raw = raw_forward_rate(&model, workers, duration);
+        let raw = raw_forward_rate(&model, workers, 1, duration);
         println!(
             "| {} | raw forward, {workers} threads × batch 1 | - | {raw:.1} | - | - | - |",
             model.name
         );
         let server = TestServer::start_with(&[model.archive], "job_queue_size=1000");
-        let path = format!("/predictions/{}", model.name);
-        drive(&server, &path, &model.payload, 2, Duration::from_secs(1)); // warm-up
         for &clients in &concurrencies {
-            let run = drive(&server, &path, &model.payload, clients, duration);
-            println!(
-                "| {} | /predictions, {workers} workers | {clients} | {:.1} | {:.2} | {:.2} | {} |",
-                model.name,
-                run.requests_per_second,
-                run.percentile(0.50),
-                run.percentile(0.99),
-                run.errors
-            );
+            report(&model, &server, &format!("/predictions, {workers} workers"), clients, duration);
         }
+    }
+    if env_or("BENCH_BATCHED", "1") != "0" {
+        let model = models().remove(1);
+        let raw = raw_forward_rate(&model, workers, 8, duration);
+        println!(
+            "| {} | raw forward, {workers} threads × batch 8 | - | {raw:.1} | - | - | - |",
+            model.name
+        );
+        let config = r#"job_queue_size=1000
+models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
+        let server = TestServer::start_with(&[model.archive], config);
+        let path = format!("/predictions, {workers} workers, batch 8, delay 5 ms");
+        report(&model, &server, &path, 16, duration);
     }
 }
 
-/// Forward passes per second over `threads` threads, each with its own module and one
-/// intra-op thread, as the server's workers run.
-fn raw_forward_rate(model: &Model, threads: usize, duration: Duration) -> f64 {
+/// Drives the server at `clients` concurrency (after a short warm-up) and prints a table row.
+fn report(model: &Model, server: &TestServer, label: &str, clients: usize, duration: Duration) {
+    let path = format!("/predictions/{}", model.name);
+    drive(server, &path, &model.payload, clients, Duration::from_secs(1));
+    let run = drive(server, &path, &model.payload, clients, duration);
+    println!(
+        "| {} | {label} | {clients} | {:.1} | {:.2} | {:.2} | {} |",
+        model.name,
+        run.requests_per_second,
+        run.percentile(0.50),
+        run.percentile(0.99),
+        run.errors
+    );
+}
+
+/// Samples per second through `forward` alone, in batches of `batch`, over `threads` threads,
+/// each with its own module and one intra-op thread, as the server's workers run.
+fn raw_forward_rate(model: &Model, threads: usize, batch: i64, duration: Duration) -> f64 {
     let path = fixture(model.torchscript);
     let counts: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -100,13 +123,13 @@ fn raw_forward_rate(model: &Model, threads: usize, duration: Duration) -> f64 {
                     let _no_grad = tch::no_grad_guard();
                     let mut module = CModule::load_on_device(&path, Device::Cpu).unwrap();
                     module.set_eval();
-                    let input = (model.input)();
+                    let input = (model.input)(batch);
                     let _ = module.forward_ts(&[&input]).unwrap(); // warm-up
                     let deadline = Instant::now() + duration;
                     let mut count = 0u64;
                     while Instant::now() < deadline {
                         let _ = module.forward_ts(&[&input]).unwrap();
-                        count += 1;
+                        count += batch as u64;
                     }
                     count
                 })

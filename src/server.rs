@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use actix::{Actor, Addr};
+use actix::Addr;
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -30,7 +30,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
-    let supervisor = Supervisor::default().start();
+    let supervisor = actix::Supervisor::start(|_| Supervisor::default());
     load_startup_models(&config, &supervisor).await;
 
     let (server, addresses) = crate::http::bind_inference(&config, supervisor)

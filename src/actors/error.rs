@@ -19,6 +19,8 @@ pub enum ManagerError {
     NoWorkers { model: String, version: String },
     #[error("Worker died.")]
     WorkerDied,
+    #[error("Request dropped: it waited {waited_ms} ms in the queue, longer than the model's clientTimeoutInMills ({limit_ms} ms)")]
+    Expired { waited_ms: u128, limit_ms: u128 },
     #[error("Model \"{0}\" is shutting down")]
     Stopped(String),
     #[error(transparent)]

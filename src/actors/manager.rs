@@ -1,20 +1,23 @@
 //! One ModelManager per model version: it owns the bounded job queue and the worker pool.
 //!
-//! Jobs arrive as [`Enqueue`]; a full queue is refused at once (503), never waited on. Idle
-//! workers get batches of up to `batch_size` queued jobs. A worker that dies is replaced after
-//! TorchServe's backoff (1, 1, 2, 3, 5, 8, ... s, reset by a successful load); the number of
-//! ready workers is published on a watch channel for health checks and start-up waits.
+//! Jobs arrive as [`Enqueue`]; a full queue is refused at once (503), never waited on. A free
+//! worker takes the first queued job and waits at most `max_batch_delay` (from that first job)
+//! for up to `batch_size - 1` more, then runs them as one batch. A batch that runs longer than
+//! `response_timeout` is answered `Worker died.` and its worker retired and replaced. A worker
+//! that dies is replaced after TorchServe's backoff (1, 1, 2, 3, 5, 8, ... s, reset by a
+//! successful load) for up to `max_retry_timeout` after the first failure. The number of ready
+//! workers is published on a watch channel for /ping and start-up.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, SpawnHandle, Supervised};
 use tokio::sync::watch;
 
-use super::worker::{RunBatch, Worker, WorkerEvent, WorkerEventKind, WorkerId};
-use super::{Job, ManagerError, ModelSpec};
+use super::worker::{worker_name, Retire, RunBatch, Worker, WorkerEvent, WorkerEventKind, WorkerId};
+use super::{Job, ManagerError, ModelSpec, Reply};
 
 /// TorchServe's restart delays in seconds (`WorkerThread.BACK_OFF`, first retry at index 1).
 const BACKOFF_SECONDS: [u64; 17] = [
@@ -25,6 +28,11 @@ const BACKOFF_SECONDS: [u64; 17] = [
 /// so log lines read alike (`W-9000-resnet18_1.0`).
 static NEXT_WORKER_ID: AtomicUsize = AtomicUsize::new(9000);
 
+/// Queue one job. `Ok` means accepted: the answer comes on the job's reply channel.
+#[derive(Message)]
+#[rtype(result = "Result<(), ManagerError>")]
+pub struct Enqueue(pub Job);
+
 /// What the manager publishes about its workers, for /ping and start-up waits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModelHealth {
@@ -34,15 +42,12 @@ pub struct ModelHealth {
     pub load_failures: usize,
 }
 
-/// Queue one job. `Ok` means accepted: the answer comes on the job's reply channel.
-#[derive(Message)]
-#[rtype(result = "Result<(), ManagerError>")]
-pub struct Enqueue(pub Job);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WorkerState {
     Loading,
     Idle,
+    /// Idle, with a batch forming for it.
+    Reserved,
     Busy,
 }
 
@@ -51,14 +56,31 @@ struct WorkerSlot {
     state: WorkerState,
     /// The pool position, which fixes the worker's device; a replacement takes the same one.
     index: usize,
+    /// Replies of the batch it runs, so a timeout or death can answer them.
+    in_flight: Vec<Reply>,
+    /// Fires when the running batch passes `response_timeout`.
+    batch_timer: Option<SpawnHandle>,
+}
+
+/// Jobs gathered for a reserved worker until the batch is full or its delay is up.
+struct FormingBatch {
+    worker: WorkerId,
+    jobs: Vec<Job>,
+    deadline: Instant,
+    timer: Option<SpawnHandle>,
 }
 
 pub struct ModelManager {
     spec: Arc<ModelSpec>,
     queue: VecDeque<Job>,
     workers: BTreeMap<WorkerId, WorkerSlot>,
+    forming: Option<FormingBatch>,
     /// Position in BACKOFF_SECONDS for the next replacement.
     backoff_step: usize,
+    /// When the current run of worker failures began; None while workers load fine.
+    recovery_started: Option<Instant>,
+    /// Replacements scheduled but not started yet.
+    pending_restarts: usize,
     health: watch::Sender<ModelHealth>,
 }
 
@@ -68,9 +90,16 @@ impl ModelManager {
             queue: VecDeque::with_capacity(spec.job_queue_size),
             spec: Arc::new(spec),
             workers: BTreeMap::new(),
+            forming: None,
             backoff_step: 0,
+            recovery_started: None,
+            pending_restarts: 0,
             health,
         }
+    }
+
+    fn label(&self) -> String {
+        format!("{}_{}", self.spec.name, self.spec.version)
     }
 
     fn start_worker(&mut self, index: usize, ctx: &mut Context<Self>) {
@@ -81,8 +110,18 @@ impl ModelManager {
             addr: worker.start(),
             state: WorkerState::Loading,
             index,
+            in_flight: Vec::new(),
+            batch_timer: None,
         };
         self.workers.insert(id, slot);
+    }
+
+    /// Starts workers for the free pool positions, up to `min_workers`.
+    fn fill_pool(&mut self, ctx: &mut Context<Self>) {
+        let taken: Vec<usize> = self.workers.values().map(|slot| slot.index).collect();
+        for index in (0..self.spec.min_workers).filter(|i| !taken.contains(i)) {
+            self.start_worker(index, ctx);
+        }
     }
 
     fn publish_health(&self, died: bool) {
@@ -99,45 +138,172 @@ impl ModelManager {
         });
     }
 
-    /// Hands queued jobs to idle workers, skipping jobs whose callers have gone.
-    fn dispatch(&mut self) {
-        while !self.queue.is_empty() {
-            let Some(slot) = self
-                .workers
-                .values_mut()
-                .find(|slot| slot.state == WorkerState::Idle)
-            else {
-                return;
-            };
-            let mut batch = Vec::with_capacity(self.spec.batch_size);
-            while batch.len() < self.spec.batch_size {
-                match self.queue.pop_front() {
-                    Some(job) if job.is_abandoned() => {
-                        log::debug!("{}: dropped a job whose client has gone", self.spec.name);
+    /// The next job worth running: jobs whose clients have gone are skipped, jobs that waited
+    /// past the client timeout are answered and skipped.
+    fn next_job(&mut self) -> Option<Job> {
+        while let Some(job) = self.queue.pop_front() {
+            if job.is_abandoned() {
+                log::debug!("{}: dropped a job whose client has gone", self.label());
+                continue;
+            }
+            let waited = job.accepted_at.elapsed();
+            if let Some(limit) = self.spec.client_timeout.filter(|limit| waited > *limit) {
+                log::warn!("{}: dropped a job that waited {waited:?} (client timeout {limit:?})", self.label());
+                job.reply.send(Err(ManagerError::Expired {
+                    waited_ms: waited.as_millis(),
+                    limit_ms: limit.as_millis(),
+                }));
+                continue;
+            }
+            return Some(job);
+        }
+        None
+    }
+
+    /// Forms batches for free workers and sends them, as far as queue and workers allow.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let mut forming = match self.forming.take() {
+                Some(forming) => forming,
+                None => {
+                    let Some(worker) = self
+                        .workers
+                        .iter()
+                        .find(|(_, slot)| slot.state == WorkerState::Idle)
+                        .map(|(&id, _)| id)
+                    else {
+                        return;
+                    };
+                    let Some(first) = self.next_job() else { return };
+                    if let Some(slot) = self.workers.get_mut(&worker) {
+                        slot.state = WorkerState::Reserved;
                     }
-                    Some(job) => batch.push(job),
+                    FormingBatch {
+                        worker,
+                        jobs: vec![first],
+                        deadline: Instant::now() + self.spec.max_batch_delay,
+                        timer: None,
+                    }
+                }
+            };
+            while forming.jobs.len() < self.spec.batch_size {
+                match self.next_job() {
+                    Some(job) => forming.jobs.push(job),
                     None => break,
                 }
             }
-            if batch.is_empty() {
+            let now = Instant::now();
+            if forming.jobs.len() < self.spec.batch_size && now < forming.deadline {
+                // Wait for more, but no longer than what is left of the delay.
+                if forming.timer.is_none() {
+                    let wait = forming.deadline - now;
+                    forming.timer = Some(ctx.run_later(wait, |manager, ctx| {
+                        if let Some(forming) = &mut manager.forming {
+                            forming.timer = None;
+                        }
+                        manager.dispatch(ctx);
+                    }));
+                }
+                self.forming = Some(forming);
                 return;
             }
-            slot.state = WorkerState::Busy;
-            slot.addr.do_send(RunBatch(batch));
+            if let Some(timer) = forming.timer.take() {
+                ctx.cancel_future(timer);
+            }
+            self.send_batch(forming, ctx);
         }
     }
 
-    fn replace_later(&mut self, index: usize, ctx: &mut Context<Self>) {
+    fn send_batch(&mut self, forming: FormingBatch, ctx: &mut Context<Self>) {
+        let jobs: Vec<Job> = forming.jobs.into_iter().filter(|j| !j.is_abandoned()).collect();
+        let (label, name) = (self.label(), worker_name(forming.worker, &self.spec));
+        let Some(slot) = self.workers.get_mut(&forming.worker) else {
+            // The worker died while its batch formed: the jobs go back to the front.
+            jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
+            return;
+        };
+        if jobs.is_empty() {
+            slot.state = WorkerState::Idle;
+            return;
+        }
+        if let Some(oldest) = jobs.iter().map(|job| job.accepted_at).min() {
+            log::debug!(
+                "{label}: batch of {} for {name} (oldest waited {:?})",
+                jobs.len(),
+                oldest.elapsed()
+            );
+        }
+        slot.state = WorkerState::Busy;
+        slot.in_flight = jobs.iter().map(|job| job.reply.clone()).collect();
+        let worker = forming.worker;
+        slot.batch_timer = Some(ctx.run_later(self.spec.response_timeout, move |manager, ctx| {
+            manager.batch_timed_out(worker, ctx)
+        }));
+        slot.addr.do_send(RunBatch(jobs));
+    }
+
+    /// The worker's batch ran past `response_timeout`: its clients get `Worker died.`, as in
+    /// TorchServe, and the worker is retired (its thread is never given work again) and replaced
+    /// like a dead one, after the backoff.
+    fn batch_timed_out(&mut self, worker: WorkerId, ctx: &mut Context<Self>) {
+        let Some(slot) = self.workers.remove(&worker) else { return };
+        log::error!(
+            "{}: batch did not finish within {}s; retiring the worker",
+            worker_name(worker, &self.spec),
+            self.spec.response_timeout.as_secs_f32()
+        );
+        slot.addr.do_send(Retire);
+        // Health first, so a client that reads its error and then asks /ping sees the gap.
+        self.publish_health(true);
+        fail_in_flight(&slot);
+        self.replace_later(worker, slot.index, ctx);
+        self.dispatch(ctx);
+    }
+
+    /// Schedules the replacement of a dead worker with backoff, while inside the retry window.
+    fn replace_later(&mut self, worker: WorkerId, index: usize, ctx: &mut Context<Self>) {
+        let name = worker_name(worker, &self.spec);
+        let first_failure = *self.recovery_started.get_or_insert_with(Instant::now);
+        if first_failure.elapsed() > self.spec.max_retry_timeout {
+            log::error!(
+                "{name}: workers kept failing for {}s (maxRetryTimeoutInSec); not retried again",
+                self.spec.max_retry_timeout.as_secs()
+            );
+            self.fail_queue_if_unserved();
+            return;
+        }
         let delay = BACKOFF_SECONDS[self.backoff_step.min(BACKOFF_SECONDS.len() - 1)];
         self.backoff_step += 1;
-        log::info!(
-            "{}_{}: Retry worker {index} in {delay} seconds.",
-            self.spec.name,
-            self.spec.version
-        );
+        log::warn!("Retry worker: {name} in {delay} seconds.");
+        self.pending_restarts += 1;
         ctx.run_later(Duration::from_secs(delay), move |manager, ctx| {
-            manager.start_worker(index, ctx)
+            manager.pending_restarts -= 1;
+            manager.start_worker(index, ctx);
         });
+    }
+
+    /// No worker now and none coming: nothing in the queue will ever run, so say so at once.
+    fn fail_queue_if_unserved(&mut self) {
+        if !self.has_no_workers() {
+            return;
+        }
+        for job in self.queue.drain(..) {
+            job.reply.send(Err(ManagerError::NoWorkers {
+                model: self.spec.name.clone(),
+                version: self.spec.version.clone(),
+            }));
+        }
+    }
+
+    fn has_no_workers(&self) -> bool {
+        self.workers.is_empty() && self.pending_restarts == 0
+    }
+}
+
+/// Answers the jobs a worker holds with `Worker died.`.
+fn fail_in_flight(slot: &WorkerSlot) {
+    for reply in &slot.in_flight {
+        reply.send(Err(ManagerError::WorkerDied));
     }
 }
 
@@ -147,23 +313,45 @@ impl Actor for ModelManager {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Room for every job the queue can hold plus worker events, so a send waits only when
         // the queue is full anyway.
-        ctx.set_mailbox_capacity(self.spec.job_queue_size + 2 * self.spec.workers + 16);
-        for index in 0..self.spec.workers {
-            self.start_worker(index, ctx);
-        }
+        ctx.set_mailbox_capacity(self.spec.job_queue_size + 2 * self.spec.max_workers + 16);
+        self.fill_pool(ctx);
+        self.dispatch(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        // Jobs still queued are dropped with the queue: their callers read `Worker died.`.
-        log::info!("{}_{}: model manager stopped", self.spec.name, self.spec.version);
+        log::info!("{}: model manager stopped", self.label());
+    }
+}
+
+/// Restarted by actix's Supervisor if it ever stops while still addressed: the queue and the
+/// workers are kept; timers died with the old context, so they are re-armed here and in
+/// `started`.
+impl Supervised for ModelManager {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        log::warn!("{}: model manager restarting", self.label());
+        if let Some(forming) = self.forming.take() {
+            forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
+        }
+        for (&worker, slot) in &mut self.workers {
+            match slot.state {
+                WorkerState::Reserved => slot.state = WorkerState::Idle,
+                WorkerState::Busy => {
+                    slot.batch_timer =
+                        Some(ctx.run_later(self.spec.response_timeout, move |manager, ctx| {
+                            manager.batch_timed_out(worker, ctx)
+                        }))
+                }
+                WorkerState::Loading | WorkerState::Idle => {}
+            }
+        }
     }
 }
 
 impl Handler<Enqueue> for ModelManager {
     type Result = Result<(), ManagerError>;
 
-    fn handle(&mut self, Enqueue(job): Enqueue, _ctx: &mut Context<Self>) -> Self::Result {
-        if self.spec.workers == 0 {
+    fn handle(&mut self, Enqueue(job): Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        if self.has_no_workers() {
             return Err(ManagerError::NoWorkers {
                 model: self.spec.name.clone(),
                 version: self.spec.version.clone(),
@@ -181,7 +369,7 @@ impl Handler<Enqueue> for ModelManager {
             }
         }
         self.queue.push_back(job);
-        self.dispatch();
+        self.dispatch(ctx);
         Ok(())
     }
 }
@@ -190,23 +378,42 @@ impl Handler<WorkerEvent> for ModelManager {
     type Result = ();
 
     fn handle(&mut self, event: WorkerEvent, ctx: &mut Context<Self>) {
-        let died = matches!(event.kind, WorkerEventKind::Died(_));
         match event.kind {
             WorkerEventKind::Ready | WorkerEventKind::Idle => {
                 if let Some(slot) = self.workers.get_mut(&event.worker) {
                     if slot.state == WorkerState::Loading {
                         self.backoff_step = 0;
+                        self.recovery_started = None;
                     }
+                    if let Some(timer) = slot.batch_timer.take() {
+                        ctx.cancel_future(timer);
+                    }
+                    slot.in_flight.clear();
                     slot.state = WorkerState::Idle;
                 }
+                self.publish_health(false);
             }
             WorkerEventKind::Died(_) => {
+                if self.forming.as_ref().is_some_and(|f| f.worker == event.worker) {
+                    if let Some(forming) = self.forming.take() {
+                        if let Some(timer) = forming.timer {
+                            ctx.cancel_future(timer);
+                        }
+                        forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
+                    }
+                }
                 if let Some(slot) = self.workers.remove(&event.worker) {
-                    self.replace_later(slot.index, ctx);
+                    if let Some(timer) = slot.batch_timer {
+                        ctx.cancel_future(timer);
+                    }
+                    // Health first, so a client that reads its error and then asks /ping sees
+                    // the gap.
+                    self.publish_health(true);
+                    fail_in_flight(&slot);
+                    self.replace_later(event.worker, slot.index, ctx);
                 }
             }
         }
-        self.publish_health(died);
-        self.dispatch();
+        self.dispatch(ctx);
     }
 }

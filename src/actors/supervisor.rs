@@ -37,8 +37,6 @@ pub struct Route {
 
 pub struct RouteTo {
     pub manager: Addr<ModelManager>,
-    /// How long a request may wait for its answer.
-    pub response_timeout: Duration,
 }
 
 /// True while every model version has at least its minimum of ready workers.
@@ -50,7 +48,6 @@ struct RegisteredVersion {
     manager: Addr<ModelManager>,
     health: watch::Receiver<ModelHealth>,
     min_workers: usize,
-    response_timeout: Duration,
 }
 
 struct RegisteredModel {
@@ -66,6 +63,14 @@ pub struct Supervisor {
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+}
+
+/// Restarted by actix's Supervisor if it ever stops while still addressed; the registry is the
+/// actor's own state, so it survives the restart.
+impl actix::Supervised for Supervisor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        log::warn!("supervisor restarting with {} models", self.models.len());
+    }
 }
 
 impl Handler<Register> for Supervisor {
@@ -87,14 +92,13 @@ impl Handler<Register> for Supervisor {
         let registration = Registration {
             name: name.clone(),
             version: version.clone(),
-            workers: spec.workers,
+            workers: spec.min_workers,
             startup_timeout: spec.startup_timeout,
             health: health.clone(),
         };
         let entry = RegisteredVersion {
-            min_workers: spec.workers,
-            response_timeout: spec.response_timeout,
-            manager: ModelManager::new(spec, health_sender).start(),
+            min_workers: spec.min_workers,
+            manager: actix::Supervisor::start(move |_| ModelManager::new(spec, health_sender)),
             health,
         };
         self.models
@@ -127,7 +131,6 @@ impl Handler<Route> for Supervisor {
             })?;
         Ok(RouteTo {
             manager: entry.manager.clone(),
-            response_timeout: entry.response_timeout,
         })
     }
 }

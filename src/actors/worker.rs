@@ -14,7 +14,7 @@ use std::time::Instant;
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient};
 use tch::Device;
 
-use super::{Job, ModelSpec};
+use super::{Job, ManagerError, ModelSpec};
 use crate::handlers::LoadedModel;
 
 /// Identifies a worker, as TorchServe's `W-<port>-<model>_<version>` names do.
@@ -43,6 +43,17 @@ pub enum WorkerEventKind {
 #[rtype(result = "()")]
 pub struct RunBatch(pub Vec<Job>);
 
+/// Stop taking work: the manager gave up on this worker (its batch overran the response
+/// timeout). Its thread finishes whatever it is stuck in and exits; it is never reused.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+/// TorchServe's worker name, `W-<id>-<model>_<version>`, used in every log line about it.
+pub fn worker_name(id: WorkerId, spec: &ModelSpec) -> String {
+    format!("W-{id}-{}_{}", spec.name, spec.version)
+}
+
 /// What the worker's thread reports to its actor.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -69,7 +80,7 @@ impl Worker {
         device: Device,
         manager: Recipient<WorkerEvent>,
     ) -> Self {
-        let name = format!("W-{id}-{}_{}", spec.name, spec.version);
+        let name = worker_name(id, &spec);
         Self {
             id,
             name,
@@ -138,6 +149,16 @@ impl Handler<RunBatch> for Worker {
     }
 }
 
+impl Handler<Retire> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        log::warn!("{}: retired", self.name);
+        self.batches = None;
+        ctx.stop();
+    }
+}
+
 impl Handler<ThreadEvent> for Worker {
     type Result = ();
 
@@ -201,7 +222,7 @@ impl WorkerThread {
     }
 
     /// Runs one batch and answers its jobs. Returns the reason the worker must retire, if any;
-    /// then the jobs are dropped unanswered, which their callers read as `Worker died.`.
+    /// the manager then answers the jobs `Worker died.`.
     fn run_batch(&self, model: &LoadedModel, jobs: Vec<Job>) -> Option<String> {
         let started = Instant::now();
         let payloads: Vec<&[u8]> = jobs.iter().map(|job| job.payload.as_ref()).collect();
@@ -209,18 +230,23 @@ impl WorkerThread {
         if let Some(fatal) = answers.iter().find_map(|a| a.as_ref().err().filter(|e| e.is_fatal())) {
             return Some(fatal.to_string());
         }
+        let waited = jobs
+            .iter()
+            .map(|job| started.duration_since(job.accepted_at))
+            .max()
+            .unwrap_or_default();
         log::debug!(
-            "{}: batch of {} ran in {:?}",
+            "{}: ran batch of {} in {:?} (oldest job waited {:?})",
             self.name,
             jobs.len(),
-            started.elapsed()
+            started.elapsed(),
+            waited
         );
         for (job, answer) in jobs.into_iter().zip(answers) {
             if let Err(e) = &answer {
                 log::warn!("{}: request failed: {e}", self.name);
             }
-            // The caller may have gone; its answer then has nowhere to go, which is fine.
-            let _ = job.reply.send(answer);
+            job.reply.send(answer.map_err(ManagerError::Model));
         }
         None
     }

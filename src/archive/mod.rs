@@ -6,10 +6,12 @@
 
 mod extract;
 mod manifest;
+mod model_config;
 
 use std::path::{Path, PathBuf};
 
 pub use manifest::{Manifest, ModelSection};
+pub use model_config::{DeviceType, ModelConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -28,6 +30,8 @@ pub enum ArchiveError {
     UnsafeEntry { path: PathBuf, entry: String },
     #[error("invalid MANIFEST.json in {path}: {message}")]
     InvalidManifest { path: PathBuf, message: String },
+    #[error("invalid model config {path}: {message}")]
+    InvalidModelConfig { path: PathBuf, message: String },
     #[error("unsupported archive {0}: tserve loads .mar files and unpacked model folders")]
     UnsupportedFormat(PathBuf),
 }
@@ -83,6 +87,14 @@ impl ModelArchive {
             dir: unpacked.path().to_path_buf(),
             _unpacked: Some(unpacked),
         })
+    }
+
+    /// The archive's model-config YAML, if its manifest names one.
+    pub fn model_config(&self) -> Result<ModelConfig, ArchiveError> {
+        match &self.manifest.model.config_file {
+            Some(file) => ModelConfig::read(&self.dir.join(file)),
+            None => Ok(ModelConfig::default()),
+        }
     }
 }
 

@@ -61,6 +61,33 @@ pub struct Config {
     pub default_response_timeout: Duration,
     /// How long a worker may take to load its model.
     pub default_startup_timeout: Duration,
+    /// Per-model settings from the `models=` key: model name → version → settings.
+    pub models: BTreeMap<String, BTreeMap<String, ModelOverrides>>,
+}
+
+/// One model version's entry in the `models=` JSON of config.properties (TorchServe's keys).
+/// The archive's YAML wins over these; these win over the server-wide defaults.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelOverrides {
+    pub min_workers: Option<usize>,
+    pub max_workers: Option<usize>,
+    pub batch_size: Option<usize>,
+    /// Milliseconds.
+    pub max_batch_delay: Option<u64>,
+    /// Seconds.
+    pub response_timeout: Option<u64>,
+    /// Seconds.
+    pub startup_timeout: Option<u64>,
+    pub default_version: Option<bool>,
+    pub mar_name: Option<String>,
+}
+
+impl Config {
+    /// The `models=` entry for a model version, if any.
+    pub fn model_overrides(&self, name: &str, version: &str) -> Option<&ModelOverrides> {
+        self.models.get(name).and_then(|versions| versions.get(version))
+    }
 }
 
 /// Keys of TorchServe's config.properties that tserve reads.
@@ -74,6 +101,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "max_request_size",
     "default_response_timeout",
     "default_startup_timeout",
+    "models",
 ];
 
 /// Keys TorchServe knows that tserve accepts but does not act on yet: they are logged, so a
@@ -90,7 +118,6 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "number_of_netty_threads",
     "netty_client_threads",
     "workflow_store",
-    "models",
     "max_response_size",
     "unregister_model_timeout",
     "cors_allowed_origin",
@@ -202,6 +229,14 @@ impl Config {
             max_request_size: reader.parse("max_request_size")?.unwrap_or(6_553_500),
             default_response_timeout: seconds("default_response_timeout")?,
             default_startup_timeout: seconds("default_startup_timeout")?,
+            models: match props.get("models") {
+                Some(json) => serde_json::from_str(json).map_err(|e| ConfigError::InvalidValue {
+                    key: "models".into(),
+                    value: json.clone(),
+                    reason: e.to_string(),
+                })?,
+                None => BTreeMap::new(),
+            },
         })
     }
 
@@ -314,6 +349,18 @@ mod tests {
     fn bad_number_names_the_key() {
         let err = Config::from_properties(&props(&[("job_queue_size", "lots")]), 0).unwrap_err();
         assert!(err.to_string().contains("job_queue_size"), "{err}");
+    }
+
+    #[test]
+    fn models_json_gives_per_model_settings() {
+        let json = r#"{"mlp": {"1.0": {"batchSize": 8, "maxBatchDelay": 5, "minWorkers": 2,
+                       "maxWorkers": 2, "defaultVersion": true, "marName": "mlp.mar"}}}"#;
+        let config = Config::from_properties(&props(&[("models", json)]), 0).unwrap();
+        let mlp = config.model_overrides("mlp", "1.0").unwrap();
+        assert_eq!((mlp.batch_size, mlp.max_batch_delay, mlp.min_workers), (Some(8), Some(5), Some(2)));
+        assert!(config.model_overrides("mlp", "2.0").is_none());
+        let err = Config::from_properties(&props(&[("models", "{broken")]), 0).unwrap_err();
+        assert!(err.to_string().contains("models"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod tensor_json;
 use std::path::Path;
 
 use serde_json::Value;
-use tch::{CModule, Device, IValue, Tensor};
+use tch::{CModule, Device, IValue, Kind, Tensor};
 
 pub use base::BaseHandler;
 pub use image_classifier::ImageClassifier;
@@ -134,30 +134,37 @@ impl LoadedModel {
         })
     }
 
-    /// Runs a batch of payloads: each is preprocessed alone, the good ones go through one
-    /// `forward`, and every payload gets its own answer or error, in order.
+    /// Runs a batch of payloads: each is preprocessed alone; samples of the same shape and
+    /// dtype go through one `forward` together (a batch of mixed shapes becomes several); every
+    /// payload gets its own answer or error, in order.
     pub fn predict(&self, payloads: &[&[u8]]) -> Vec<Result<Value, ModelError>> {
         let mut answers: Vec<Option<Result<Value, ModelError>>> = vec![None; payloads.len()];
-        let mut samples = Vec::with_capacity(payloads.len());
-        let mut sample_owner = Vec::with_capacity(payloads.len());
+        // Sub-batches in order of first appearance: (shape, dtype, payload indices, samples).
+        let mut groups: Vec<(Vec<i64>, Kind, Vec<usize>, Vec<Tensor>)> = Vec::new();
         for (index, payload) in payloads.iter().enumerate() {
             match self.handler.preprocess(payload) {
                 Ok(sample) => {
-                    samples.push(sample);
-                    sample_owner.push(index);
+                    let (shape, kind) = (sample.size(), sample.kind());
+                    match groups.iter_mut().find(|g| g.0 == shape && g.1 == kind) {
+                        Some(group) => {
+                            group.2.push(index);
+                            group.3.push(sample);
+                        }
+                        None => groups.push((shape, kind, vec![index], vec![sample])),
+                    }
                 }
                 Err(e) => answers[index] = Some(Err(e)),
             }
         }
-        if !samples.is_empty() {
+        for (_, _, owners, samples) in groups {
             match self.forward(&samples) {
                 Ok(outputs) => {
-                    for (index, output) in sample_owner.iter().zip(outputs) {
+                    for (index, output) in owners.iter().zip(outputs) {
                         answers[*index] = Some(Ok(output));
                     }
                 }
                 Err(e) => {
-                    for index in &sample_owner {
+                    for index in &owners {
                         answers[*index] = Some(Err(e.clone()));
                     }
                 }

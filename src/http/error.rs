@@ -24,6 +24,9 @@ pub enum ApiError {
     ResourceNotFound,
     #[error("Requested method is not allowed, please refer to API document.")]
     MethodNotAllowed,
+    /// The client hung up before its answer; nobody reads this response.
+    #[error("Client closed the connection before the answer")]
+    ClientGone,
     /// An actor did not take or answer a message (it is gone or the server is stopping).
     #[error("Server is busy or stopping: {0}")]
     Unavailable(String),
@@ -50,6 +53,7 @@ impl ApiError {
                 ManagerError::VersionNotFound { .. } => "ModelVersionNotFoundException",
                 ManagerError::QueueFull { .. }
                 | ManagerError::NoWorkers { .. }
+                | ManagerError::Expired { .. }
                 | ManagerError::Stopped(_) => "ServiceUnavailableException",
                 ManagerError::Model(ModelError::BadInput(_)) => "BadRequestException",
                 ManagerError::AlreadyRegistered { .. } => "ConflictStatusException",
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::ResourceNotFound => "ResourceNotFoundException",
             ApiError::MethodNotAllowed => "MethodNotAllowedException",
             ApiError::Unavailable(_) => "ServiceUnavailableException",
+            ApiError::ClientGone => "ClientClosedRequest",
         }
     }
 }
@@ -76,6 +81,7 @@ impl ResponseError for ApiError {
                 }
                 ManagerError::QueueFull { .. }
                 | ManagerError::NoWorkers { .. }
+                | ManagerError::Expired { .. }
                 | ManagerError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ManagerError::WorkerDied => StatusCode::INTERNAL_SERVER_ERROR,
                 // A payload that cannot be model input is the client's error. (TorchServe
@@ -96,6 +102,8 @@ impl ResponseError for ApiError {
             ApiError::ResourceNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // nginx's 499: recorded in logs only, since the client is gone.
+            ApiError::ClientGone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 

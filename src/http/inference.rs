@@ -4,7 +4,7 @@ use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::pretty_json;
-use super::{payload, ApiError, AppState};
+use super::{disconnect, payload, ApiError, AppState};
 use crate::actors::{CheckHealth, Enqueue, Job, ManagerError, Route};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -49,12 +49,17 @@ async fn predict(
 
     let (job, answer) = Job::new(input);
     route.manager.send(Enqueue(job)).await??;
-    // If the client goes away, this future is dropped with `answer`, and the manager skips the
-    // job. Otherwise the wait is bounded by the model's response timeout.
-    let answer = tokio::time::timeout(route.response_timeout, answer)
-        .await
-        .map_err(|_| ManagerError::WorkerDied)?
-        .map_err(|_| ManagerError::WorkerDied)??;
+    // The manager answers every job it accepted: with the prediction, or with `Worker died.`
+    // once its batch overruns the response timeout, or with an error when the job expires or
+    // the model has no workers left. If the client goes away first, `answer` is dropped and
+    // the manager skips the job.
+    let answer = tokio::select! {
+        answer = answer => answer.map_err(|_| ManagerError::WorkerDied)??,
+        _ = disconnect::client_gone(&request) => {
+            log::debug!("client of {} went away before its answer", request.path());
+            return Err(ApiError::ClientGone);
+        }
+    };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(pretty_json(&answer)))

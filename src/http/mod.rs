@@ -2,6 +2,7 @@
 //! touches libtorch; handlers parse, route through the Supervisor and await a reply with a
 //! deadline.
 
+mod disconnect;
 mod error;
 mod inference;
 mod payload;
@@ -41,6 +42,7 @@ pub fn bind_inference(
             .configure(inference::routes)
             .default_service(web::to(error::resource_not_found))
     })
+    .on_connect(disconnect::remember_socket)
     .workers(std::thread::available_parallelism().map_or(2, |n| n.get()))
     // The server module owns SIGTERM/SIGINT, installed before the port is announced.
     .disable_signals()

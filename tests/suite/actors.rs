@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::Addr;
 use bytes::Bytes;
 use serde_json::Value;
 use tch::Tensor;
@@ -64,7 +64,7 @@ async fn setup(gated: bool, job_queue_size: usize) -> Setup {
         .workers(1)
         .job_queue_size(job_queue_size)
         .build();
-    let supervisor = Supervisor::default().start();
+    let supervisor = actix::Supervisor::start(|_| Supervisor::default());
     let mut registration = supervisor.send(Register(spec)).await.unwrap().unwrap();
     wait_ready(&mut registration, 0).await;
     Setup {
@@ -113,10 +113,9 @@ fn a_panicking_worker_is_replaced_and_its_request_gets_worker_died() {
         let answer = enqueue(&setup.supervisor, &input).await.unwrap().await.unwrap();
         assert_close(&answer.unwrap(), &expected, 1e-5);
 
-        // The panic ends the worker: its request's reply channel is dropped unanswered, which
-        // the HTTP layer turns into 500 `Worker died.`.
-        let died = enqueue(&setup.supervisor, b"panic").await.unwrap().await;
-        assert!(died.is_err(), "the request held by the dead worker gets no answer");
+        // The panic ends the worker; its manager answers the request it held `Worker died.`.
+        let died = enqueue(&setup.supervisor, b"panic").await.unwrap().await.unwrap();
+        assert!(matches!(died, Err(ManagerError::WorkerDied)), "{died:?}");
         setup
             .registration
             .health

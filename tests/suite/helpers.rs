@@ -157,7 +157,7 @@ pub fn tserve_command(dir: &Path) -> Command {
         .current_dir(dir)
         .env("TMPDIR", dir)
         .env_remove("TS_CONFIG_FILE")
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info,tserve::actors=debug");
     command
 }
 

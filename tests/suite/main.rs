@@ -8,4 +8,5 @@ mod helpers;
 mod launcher;
 mod model;
 mod preprocessing;
+mod resilience;
 mod server;

@@ -204,3 +204,36 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(status.code(), Some(0), "a clean exit, not death by signal: {status:?}");
     assert!(server.output().contains("SIGTERM received: stopping"));
 }
+
+#[test]
+fn concurrent_requests_form_one_batch_with_answers_equal_to_single_runs() {
+    // mlp_batched: batchSize 8, maxBatchDelay 500 ms, one worker (its YAML).
+    let server = TestServer::launch(&["mlp_batched.mar"], &["mlp_batched.mar"], "");
+    let cases = mlp_cases();
+    std::thread::scope(|scope| {
+        for (input, expected) in cases.iter().take(8) {
+            let server = &server;
+            scope.spawn(move || {
+                let reply = server.post("/predictions/mlp_batched", input.to_string().as_bytes());
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                // PyTorch computed `expected` for this sample alone.
+                assert_close(&reply.json(), expected, 1e-5);
+            });
+        }
+    });
+    let output = server.output();
+    assert!(output.contains("ran batch of 8"), "eight concurrent requests in one batch:\n{output}");
+}
+
+#[test]
+fn a_lone_request_waits_at_most_the_batch_delay() {
+    let server = TestServer::launch(&["mlp_batched.mar"], &["mlp_batched.mar"], "");
+    let (input, expected) = &mlp_cases()[0];
+    let started = std::time::Instant::now();
+    let reply = server.post("/predictions/mlp_batched", input.to_string().as_bytes());
+    let took = started.elapsed();
+    assert_close(&reply.json(), expected, 1e-5);
+    assert!(took >= std::time::Duration::from_millis(450), "it waited for company: {took:?}");
+    assert!(took < std::time::Duration::from_millis(2000), "but not much longer: {took:?}");
+    assert!(server.output().contains("ran batch of 1"));
+}

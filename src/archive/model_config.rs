@@ -1,0 +1,184 @@
+//! The archive's model-config YAML (`--config-file`, `configFile` in the manifest): the frontend
+//! keys TorchServe's `ModelConfig` reads, with its types and clamps. A value of the wrong type is
+//! ignored with a warning, as in TorchServe; every other top-level key is kept for the handler.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::ArchiveError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceType {
+    Cpu,
+    Gpu,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelConfig {
+    /// `minWorkers`, at least 1.
+    pub min_workers: Option<usize>,
+    /// `maxWorkers`; negative values are ignored.
+    pub max_workers: Option<usize>,
+    /// `batchSize`, at least 1.
+    pub batch_size: Option<usize>,
+    /// `maxBatchDelay` in ms; negative values are ignored.
+    pub max_batch_delay: Option<Duration>,
+    /// `responseTimeout` in s; values ≤ 0 are ignored.
+    pub response_timeout: Option<Duration>,
+    /// `startupTimeout` in s; values ≤ 0 are ignored.
+    pub startup_timeout: Option<Duration>,
+    pub device_type: Option<DeviceType>,
+    /// `deviceIds`: GPUs the workers use round-robin (checked against the GPUs present later).
+    pub device_ids: Option<Vec<i64>>,
+    /// `jobQueueSize`; 0 means the server's `job_queue_size`.
+    pub job_queue_size: Option<usize>,
+    /// `maxRetryTimeoutInSec`: how long a failing worker is retried.
+    pub max_retry_timeout: Option<Duration>,
+    /// `clientTimeoutInMills`; 0 means none. Jobs that waited longer are dropped unrun.
+    pub client_timeout: Option<Duration>,
+    /// Every other top-level key (`handler:`, `pt2:`, ...), for the handler, untouched.
+    pub handler_settings: Mapping,
+}
+
+impl ModelConfig {
+    pub fn read(path: &Path) -> Result<Self, ArchiveError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ArchiveError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ArchiveError::InvalidModelConfig {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let root: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        let mapping = match root {
+            Value::Mapping(mapping) => mapping,
+            Value::Null => Mapping::new(),
+            _ => return Err("expected a mapping of keys to values".into()),
+        };
+        let mut config = Self::default();
+        for (key, value) in mapping {
+            let Some(name) = key.as_str() else { continue };
+            match name {
+                "minWorkers" => config.min_workers = int(name, &value).map(|v| v.max(1) as usize),
+                "maxWorkers" => config.max_workers = non_negative(name, &value),
+                "batchSize" => config.batch_size = int(name, &value).map(|v| v.max(1) as usize),
+                "maxBatchDelay" => {
+                    config.max_batch_delay = non_negative(name, &value).map(|ms| millis(ms as u64))
+                }
+                "responseTimeout" => config.response_timeout = positive_seconds(name, &value),
+                "startupTimeout" => config.startup_timeout = positive_seconds(name, &value),
+                "deviceType" => config.device_type = device_type(&value),
+                "deviceIds" => config.device_ids = int_list(name, &value),
+                "jobQueueSize" => {
+                    config.job_queue_size = non_negative(name, &value).filter(|&n| n > 0)
+                }
+                "maxRetryTimeoutInSec" => {
+                    config.max_retry_timeout =
+                        non_negative(name, &value).map(|s| Duration::from_secs(s as u64))
+                }
+                "clientTimeoutInMills" => {
+                    config.client_timeout =
+                        non_negative(name, &value).filter(|&ms| ms > 0).map(|ms| millis(ms as u64))
+                }
+                _ => {
+                    config.handler_settings.insert(Value::String(name.to_string()), value);
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+fn int(name: &str, value: &Value) -> Option<i64> {
+    let parsed = value.as_i64();
+    if parsed.is_none() {
+        log::warn!("model config: {name} must be an integer, got {value:?}; ignored");
+    }
+    parsed
+}
+
+fn non_negative(name: &str, value: &Value) -> Option<usize> {
+    int(name, value).and_then(|v| usize::try_from(v).ok())
+}
+
+fn positive_seconds(name: &str, value: &Value) -> Option<Duration> {
+    int(name, value)
+        .filter(|&s| s > 0)
+        .map(|s| Duration::from_secs(s as u64))
+}
+
+fn device_type(value: &Value) -> Option<DeviceType> {
+    match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("cpu") => Some(DeviceType::Cpu),
+        Some("gpu") => Some(DeviceType::Gpu),
+        _ => {
+            log::warn!("model config: deviceType must be cpu or gpu, got {value:?}; ignored");
+            None
+        }
+    }
+}
+
+fn int_list(name: &str, value: &Value) -> Option<Vec<i64>> {
+    let list: Option<Vec<i64>> = value
+        .as_sequence()
+        .and_then(|items| items.iter().map(Value::as_i64).collect());
+    if list.is_none() {
+        log::warn!("model config: {name} must be a list of integers, got {value:?}; ignored");
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_frontend_keys_with_torchserve_clamps() {
+        let config = ModelConfig::parse(
+            "minWorkers: 0\nmaxWorkers: 4\nbatchSize: 0\nmaxBatchDelay: 5\nresponseTimeout: 0\n\
+             startupTimeout: 30\ndeviceType: GPU\ndeviceIds: [0, 1]\njobQueueSize: 0\n\
+             maxRetryTimeoutInSec: 60\nclientTimeoutInMills: 250\n",
+        )
+        .unwrap();
+        assert_eq!(config.min_workers, Some(1), "minWorkers is at least 1");
+        assert_eq!(config.max_workers, Some(4));
+        assert_eq!(config.batch_size, Some(1), "batchSize is at least 1");
+        assert_eq!(config.max_batch_delay, Some(Duration::from_millis(5)));
+        assert_eq!(config.response_timeout, None, "responseTimeout ≤ 0 is ignored");
+        assert_eq!(config.startup_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.device_type, Some(DeviceType::Gpu));
+        assert_eq!(config.device_ids, Some(vec![0, 1]));
+        assert_eq!(config.job_queue_size, None, "0 means the global job_queue_size");
+        assert_eq!(config.max_retry_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.client_timeout, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn wrong_types_are_ignored_and_other_keys_kept() {
+        let config = ModelConfig::parse(
+            "batchSize: eight\nmaxWorkers: -2\nhandler:\n  topk: 3\npt2: {compile: true}\n",
+        )
+        .unwrap();
+        assert_eq!(config.batch_size, None);
+        assert_eq!(config.max_workers, None);
+        assert_eq!(config.handler_settings.len(), 2);
+        assert_eq!(config.handler_settings["handler"]["topk"].as_i64(), Some(3));
+    }
+
+    #[test]
+    fn not_yaml_is_an_error() {
+        assert!(ModelConfig::parse("- just\n- a list\n").is_err());
+        assert!(ModelConfig::parse("key: [unclosed\n").is_err());
+        assert!(ModelConfig::parse("").unwrap().batch_size.is_none());
+    }
+}

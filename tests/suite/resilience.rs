@@ -1,0 +1,142 @@
+//! Faults and overload, end to end: models that run too long, fail to load or are swamped; clients
+//! that give up; a stop with requests in flight. The server must answer each request correctly and
+//! keep serving everything else.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{assert_close, fixture, mlp_cases, Reply, TestServer};
+
+/// The sleepy model's input for a run of about `seconds` on this machine.
+fn busy_for(seconds: f64) -> Vec<u8> {
+    let calibration: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("sleepy.json")).unwrap()).unwrap();
+    let iterations = calibration["iterations_per_second"].as_f64().unwrap() * seconds;
+    format!("[{:.1}]", iterations.round()).into_bytes()
+}
+
+/// Polls `/ping` until it answers `status`, for at most `limit`.
+fn wait_for_ping(server: &TestServer, status: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if server.get("/ping").status == status {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn an_overrunning_batch_gets_worker_died_and_the_worker_is_replaced() {
+    let server = TestServer::start(&["sleepy.mar", "mlp.mar"], "default_response_timeout=1");
+    let started = Instant::now();
+    let (kind, message) = server.post("/predictions/sleepy", &busy_for(4.0)).error(500);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Worker died."));
+    assert!(started.elapsed() < Duration::from_secs(3), "answered at the timeout, {:?}", started.elapsed());
+
+    // The worker is retired; until its replacement has loaded (after a 1 s backoff) the model
+    // has fewer workers than its minimum.
+    let ping = server.get("/ping");
+    assert_eq!((ping.status, ping.json()), (500, json!({"status": "Unhealthy"})));
+    let (input, expected) = &mlp_cases()[0];
+    assert_close(&server.post("/predictions/mlp", input.to_string().as_bytes()).json(), expected, 1e-5);
+
+    assert!(wait_for_ping(&server, 200, Duration::from_secs(10)), "healthy again");
+    let reply = server.post("/predictions/sleepy", b"[0.0, 5.0]");
+    assert_eq!((reply.status, reply.json()), (200, json!([0.0, 5.0])));
+    let output = server.output();
+    assert!(output.contains("batch did not finish within 1s; retiring the worker"), "{output}");
+    assert!(output.contains("Retry worker: W-"), "{output}");
+}
+
+#[test]
+fn a_model_that_fails_to_load_is_retried_then_given_up() {
+    let server = TestServer::start(&["broken.mar", "mlp.mar"], "");
+    assert_eq!(server.get("/ping").status, 500, "broken has no ready worker");
+    let (input, expected) = &mlp_cases()[0];
+    assert_close(&server.post("/predictions/mlp", input.to_string().as_bytes()).json(), expected, 1e-5);
+
+    // Retried with TorchServe's backoff until maxRetryTimeoutInSec (2 s in its YAML) is spent;
+    // then requests are refused at once instead of waiting for a worker that will not come.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let output = server.output();
+        if output.contains("not retried again") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gave up retrying in time:\n{output}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = server.output();
+    assert!(output.contains("Retry worker: W-") && output.contains("in 1 seconds."), "{output}");
+    assert!(output.contains("failed to load model"), "the reason is logged:\n{output}");
+    let (kind, _) = server.post("/predictions/broken", b"[1.0]").error(503);
+    assert_eq!(kind, "ServiceUnavailableException");
+    assert_eq!(server.get("/ping").status, 500);
+}
+
+#[test]
+fn a_full_queue_answers_503_at_once_with_retry_after() {
+    // jobQueueSize 1 in the archive's YAML: one job running, one queued, the next refused.
+    let server = TestServer::start(&["sleepy_impatient.mar"], "");
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| server.post("/predictions/sleepy_impatient", &busy_for(1.5)));
+        std::thread::sleep(Duration::from_millis(300));
+        let queued = scope.spawn(|| server.post("/predictions/sleepy_impatient", b"[0.0]"));
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let refused = server.post("/predictions/sleepy_impatient", b"[0.0]");
+        assert!(started.elapsed() < Duration::from_millis(500), "refused at once");
+        let (kind, message) = refused.error(503);
+        assert_eq!(kind, "ServiceUnavailableException");
+        assert!(message.contains("queue is full"), "{message}");
+        assert_eq!(refused.header("retry-after"), Some("1"));
+        assert_eq!(running.join().unwrap().status, 200);
+        // The queued job waited longer than clientTimeoutInMills (400 ms): dropped, not run.
+        let (kind, message) = queued.join().unwrap().error(503);
+        assert_eq!(kind, "ServiceUnavailableException");
+        assert!(message.contains("clientTimeoutInMills"), "{message}");
+    });
+    assert_eq!(server.post("/predictions/sleepy_impatient", b"[0.0]").status, 200);
+}
+
+#[test]
+fn a_job_whose_client_disconnected_is_not_run() {
+    let server = TestServer::start(&["sleepy.mar"], "");
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| server.post("/predictions/sleepy", &busy_for(1.5)));
+        std::thread::sleep(Duration::from_millis(300));
+        // This client gives up while its job is still queued behind the running one.
+        let impatient = ureq::AgentBuilder::new().timeout(Duration::from_millis(300)).build();
+        let gave_up = impatient.post(&server.url("/predictions/sleepy")).send_bytes(b"[7.0]");
+        assert!(matches!(gave_up, Err(ureq::Error::Transport(_))), "the client timed out");
+        assert_eq!(running.join().unwrap().status, 200);
+    });
+    // The next request runs at once, and the abandoned one never reached the model.
+    let reply = server.post("/predictions/sleepy", b"[0.0]");
+    assert_eq!(reply.status, 200);
+    let output = server.output();
+    assert!(output.contains("dropped a job whose client has gone"), "{output}");
+    assert_eq!(output.matches("ran batch of 1 ").count(), 2, "two jobs ran:\n{output}");
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight_then_exits_0() {
+    let mut server = TestServer::start(&["sleepy.mar"], "");
+    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+    let in_flight = {
+        let url = server.url("/predictions/sleepy");
+        let body = busy_for(1.5);
+        std::thread::spawn(move || Reply::from(ureq::post(&url).send_bytes(&body)))
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let reply = in_flight.join().unwrap();
+    assert_eq!(reply.status, 200, "the request in flight was finished: {}", reply.body);
+    let status = server.wait_exit(Duration::from_secs(40)).expect("exited");
+    assert_eq!(status.code(), Some(0));
+    let refused = ureq::get(&server.url("/ping")).call();
+    assert!(matches!(refused, Err(ureq::Error::Transport(_))), "no longer accepting");
+}
