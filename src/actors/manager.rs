@@ -85,10 +85,10 @@ pub struct ModelManager {
 }
 
 impl ModelManager {
-    pub fn new(spec: ModelSpec, health: watch::Sender<ModelHealth>) -> Self {
+    pub fn new(spec: Arc<ModelSpec>, health: watch::Sender<ModelHealth>) -> Self {
         Self {
             queue: VecDeque::with_capacity(spec.job_queue_size),
-            spec: Arc::new(spec),
+            spec,
             workers: BTreeMap::new(),
             forming: None,
             backoff_step: 0,

@@ -3,6 +3,7 @@
 //! ([`CheckHealth`]); the registry is never scanned by anyone else.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler, Message};
@@ -45,6 +46,8 @@ pub struct RouteTo {
 pub struct CheckHealth;
 
 struct RegisteredVersion {
+    /// Kept to start the manager again should it die.
+    spec: Arc<ModelSpec>,
     manager: Addr<ModelManager>,
     health: watch::Receiver<ModelHealth>,
     min_workers: usize,
@@ -88,7 +91,8 @@ impl Handler<Register> for Supervisor {
                 version,
             });
         }
-        let (health_sender, health) = watch::channel(ModelHealth::default());
+        let spec = Arc::new(spec);
+        let (manager, health) = start_manager(&spec);
         let registration = Registration {
             name: name.clone(),
             version: version.clone(),
@@ -98,7 +102,8 @@ impl Handler<Register> for Supervisor {
         };
         let entry = RegisteredVersion {
             min_workers: spec.min_workers,
-            manager: actix::Supervisor::start(move |_| ModelManager::new(spec, health_sender)),
+            spec,
+            manager,
             health,
         };
         self.models
@@ -113,22 +118,47 @@ impl Handler<Register> for Supervisor {
     }
 }
 
+/// Starts a model version's manager under actix supervision (a manager that stops is restarted
+/// with its state), with a fresh health channel.
+fn start_manager(spec: &Arc<ModelSpec>) -> (Addr<ModelManager>, watch::Receiver<ModelHealth>) {
+    let (health_sender, health) = watch::channel(ModelHealth::default());
+    let spec = spec.clone();
+    let manager = actix::Supervisor::start(move |_| ModelManager::new(spec, health_sender));
+    (manager, health)
+}
+
+impl RegisteredVersion {
+    /// A manager whose task died (a panic is not a stop, so actix cannot restart it) is started
+    /// again from its spec; its jobs were lost with it, its registration is not.
+    fn ensure_alive(&mut self) {
+        if !self.manager.connected() {
+            log::error!(
+                "{}_{}: model manager died; starting a new one",
+                self.spec.name,
+                self.spec.version
+            );
+            (self.manager, self.health) = start_manager(&self.spec);
+        }
+    }
+}
+
 impl Handler<Route> for Supervisor {
     type Result = Result<RouteTo, ManagerError>;
 
     fn handle(&mut self, route: Route, _ctx: &mut Context<Self>) -> Self::Result {
         let model = self
             .models
-            .get(&route.model)
+            .get_mut(&route.model)
             .ok_or_else(|| ManagerError::ModelNotFound(route.model.clone()))?;
         let version = route.version.as_ref().unwrap_or(&model.default_version);
         let entry = model
             .versions
-            .get(version)
+            .get_mut(version)
             .ok_or_else(|| ManagerError::VersionNotFound {
                 model: route.model.clone(),
                 version: version.clone(),
             })?;
+        entry.ensure_alive();
         Ok(RouteTo {
             manager: entry.manager.clone(),
         })
@@ -140,8 +170,63 @@ impl Handler<CheckHealth> for Supervisor {
 
     fn handle(&mut self, _: CheckHealth, _ctx: &mut Context<Self>) -> bool {
         self.models
-            .values()
-            .flat_map(|model| model.versions.values())
-            .all(|entry| entry.health.borrow().ready >= entry.min_workers)
+            .values_mut()
+            .flat_map(|model| model.versions.values_mut())
+            .all(|entry| {
+                entry.ensure_alive();
+                entry.health.borrow().ready >= entry.min_workers
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use actix::{Message, Supervisor as ActixSupervisor};
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::actors::{Enqueue, Job};
+
+    /// Test-only: makes a manager's handler panic, which kills the actor's task.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Crash;
+
+    impl Handler<Crash> for ModelManager {
+        type Result = ();
+        fn handle(&mut self, _: Crash, _ctx: &mut Context<Self>) {
+            panic!("injected manager crash");
+        }
+    }
+
+    fn route() -> Route {
+        Route {
+            model: "m".into(),
+            version: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_manager_is_restarted_and_the_registry_kept() {
+        actix::System::new().block_on(async {
+            let supervisor = ActixSupervisor::start(|_| Supervisor::default());
+            // No workers: nothing to load, yet the manager answers every Enqueue.
+            let spec = ModelSpec::builder("m", "1.0", PathBuf::from("m.pt")).workers(0).build();
+            supervisor.send(Register(spec)).await.unwrap().unwrap();
+            let first = supervisor.send(route()).await.unwrap().unwrap().manager;
+
+            first.do_send(Crash);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!first.connected(), "the panic ended the manager");
+
+            let second = supervisor.send(route()).await.unwrap().unwrap().manager;
+            assert!(second.connected());
+            let (job, _answer) = Job::new(Bytes::from_static(b"[1.0]"));
+            let answer = second.send(Enqueue(job)).await.expect("the new manager answers");
+            assert!(matches!(answer, Err(ManagerError::NoWorkers { .. })), "{answer:?}");
+        });
     }
 }

@@ -106,10 +106,21 @@ impl Worker {
     }
 }
 
+/// How often an idle worker checks that its manager still exists.
+const MANAGER_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Actor for Worker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // A worker whose manager died belongs to nobody: it retires rather than hold a model.
+        ctx.run_interval(MANAGER_CHECK_INTERVAL, |worker, ctx| {
+            if !worker.manager.connected() {
+                log::warn!("{}: its model manager is gone; retiring", worker.name);
+                worker.batches = None;
+                ctx.stop();
+            }
+        });
         // One slot: the manager only sends to an idle worker, so a second batch never waits here.
         let (sender, receiver) = sync_channel(1);
         let thread = WorkerThread {

@@ -36,9 +36,8 @@ pub async fn client_gone(request: &HttpRequest) {
     let Some(&ConnectionSocket(socket)) = request.conn_data::<ConnectionSocket>() else {
         return std::future::pending().await;
     };
-    let mut interval = tokio::time::interval(POLL_INTERVAL);
     loop {
-        interval.tick().await;
+        tokio::time::sleep(POLL_INTERVAL).await;
         if peer_closed(socket) {
             return;
         }

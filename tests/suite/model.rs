@@ -69,3 +69,17 @@ fn image_classifier_batches_equal_single_answers() {
         }
     }
 }
+
+#[test]
+fn a_batch_of_mixed_shapes_runs_as_compatible_sub_batches() {
+    let _no_grad = tch::no_grad_guard();
+    // The faulty model doubles any input (and raises on a negative first element).
+    let model = load("faulty.pt", HandlerKind::Base);
+    let answers = model.predict(&[b"[1.5, 2.0]", b"[1.0, 2.0, 3.0]", b"[3, 4]", b"[0.5, 0.25]", b"[-1.0]"]);
+    let values: Vec<Option<Value>> = answers.iter().map(|a| a.as_ref().ok().cloned()).collect();
+    assert_eq!(values[0], Some(serde_json::json!([3.0, 4.0])));
+    assert_eq!(values[1], Some(serde_json::json!([2.0, 4.0, 6.0])));
+    assert_eq!(values[2], Some(serde_json::json!([6, 8])), "int64 samples run apart from float ones");
+    assert_eq!(values[3], Some(serde_json::json!([1.0, 0.5])));
+    assert!(matches!(answers[4], Err(ModelError::Prediction(_))), "only its own sub-batch fails");
+}
