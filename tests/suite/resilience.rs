@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::helpers::{assert_close, fixture, mlp_cases, Reply, TestServer};
 
-/// The sleepy model's input for a run of about `seconds` on this machine.
+/// The sleepy model's input for a run of at least about `seconds` on this machine (calibrated
+/// at its fastest; a loaded machine only makes it longer).
 fn busy_for(seconds: f64) -> Vec<u8> {
     let calibration: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("sleepy.json")).unwrap()).unwrap();
@@ -82,7 +83,7 @@ fn a_full_queue_answers_503_at_once_with_retry_after() {
     // jobQueueSize 1 in the archive's YAML: one job running, one queued, the next refused.
     let server = TestServer::start(&["sleepy_impatient.mar"], "");
     std::thread::scope(|scope| {
-        let running = scope.spawn(|| server.post("/predictions/sleepy_impatient", &busy_for(1.5)));
+        let running = scope.spawn(|| server.post("/predictions/sleepy_impatient", &busy_for(2.0)));
         std::thread::sleep(Duration::from_millis(300));
         let queued = scope.spawn(|| server.post("/predictions/sleepy_impatient", b"[0.0]"));
         std::thread::sleep(Duration::from_millis(100));
@@ -106,7 +107,7 @@ fn a_full_queue_answers_503_at_once_with_retry_after() {
 fn a_job_whose_client_disconnected_is_not_run() {
     let server = TestServer::start(&["sleepy.mar"], "");
     std::thread::scope(|scope| {
-        let running = scope.spawn(|| server.post("/predictions/sleepy", &busy_for(1.5)));
+        let running = scope.spawn(|| server.post("/predictions/sleepy", &busy_for(3.0)));
         std::thread::sleep(Duration::from_millis(300));
         // This client gives up while its job is still queued behind the running one.
         let impatient = ureq::AgentBuilder::new().timeout(Duration::from_millis(300)).build();
