@@ -48,7 +48,7 @@ pub struct Args {
     /// Neither write config snapshots nor restore from them.
     #[arg(long = "no-config-snapshots", visible_alias = "ncs")]
     pub no_config_snapshots: bool,
-    /// Plugin folder (accepted for compatibility).
+    /// Plugin folder (accepted for compatibility; tserve has no plugins).
     #[arg(long = "plugins-path", visible_alias = "ppath", value_name = "PLUGINS_PATH")]
     pub plugins_path: Option<PathBuf>,
     /// Turn token authorization off.
@@ -65,6 +65,8 @@ impl Args {
             ts_config: self.ts_config.clone(),
             model_store: self.model_store.clone(),
             models: self.models.clone(),
+            enable_model_api: self.enable_model_api,
+            no_config_snapshots: self.no_config_snapshots,
         }
     }
 }

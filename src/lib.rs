@@ -18,3 +18,4 @@ pub mod handlers;
 pub mod http;
 pub mod launcher;
 pub mod server;
+pub mod snapshot;

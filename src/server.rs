@@ -1,25 +1,33 @@
-//! Starting a server: the actor system, the models named at start-up, then the HTTP listeners.
+//! Starting a server: the actor system, the models of start-up (a snapshot's, or `--models`),
+//! the HTTP listeners, snapshots, and a graceful stop on SIGTERM/SIGINT.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use actix::Addr;
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::actors::{ManagerError, ModelSpec, Register, Registration, Supervisor};
+use crate::actors::{
+    ManagerError, ModelOrigin, ModelSpec, Overrides, Register, Registration, Supervisor,
+    TakeSnapshot,
+};
 use crate::archive::{self, ArchiveError, ModelArchive};
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
+use crate::snapshot::{self, SnapshotKind, SnapshotModel, SnapshotWriter};
 
 /// Runs the server on this thread until it is stopped (SIGTERM, SIGINT).
 pub fn run(config: Config) -> anyhow::Result<()> {
-    actix::System::new().block_on(serve(config))
+    actix::System::new().block_on(serve(Arc::new(config)))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    if let Some(path) = &config.source {
-        log::info!("Config file: {}", path.display());
-        Config::log_ignored_keys(&Config::read_properties(path)?);
+async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
+    match &config.source {
+        ConfigSource::File(path) => log::info!("Config file: {}", path.display()),
+        ConfigSource::Snapshot(path) => log::info!("Restoring config snapshot {}", path.display()),
+        ConfigSource::Defaults => log::info!("No config file; using defaults"),
     }
+    Config::log_ignored_keys(&config.properties);
     log::info!(
         "Number of GPUs: {}, default workers per model: {}",
         config.number_of_gpu,
@@ -30,27 +38,58 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
-    let supervisor = actix::Supervisor::start(|_| Supervisor::default());
-    load_startup_models(&config, &supervisor).await;
+    let snapshots = config.snapshots.then(|| snapshot_writer(&config));
+    let supervisor = actix::Supervisor::start(move |_| Supervisor::new(snapshots));
+    match config.model_snapshot() {
+        Some(json) => restore_snapshot(json, &config, &supervisor).await?,
+        None => load_startup_models(&config, &supervisor).await,
+    }
 
-    let (server, addresses) = crate::http::bind_inference(&config, supervisor)
+    let inference = crate::http::bind_inference(&config, supervisor.clone())
         .with_context(|| format!("cannot listen on {}", config.inference_address))?;
-    let handle = server.handle();
+    let management = crate::http::bind_management(&config, supervisor.clone())
+        .with_context(|| format!("cannot listen on {}", config.management_address))?;
+    let handles = [inference.server.handle(), management.server.handle()];
     actix::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => log::info!("SIGTERM received: stopping"),
             _ = interrupt.recv() => log::info!("SIGINT received: stopping"),
         }
         // Graceful: stop accepting, let requests in flight finish (up to the shutdown timeout).
-        handle.stop(true).await;
+        futures_util::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
     });
-    for address in addresses {
-        // On stdout, whatever the log level: scripts and tests read the bound port from it.
+    // On stdout, whatever the log level: scripts and tests read the bound ports from it.
+    for address in &inference.addresses {
         println!("Inference API bound to http://{address}");
     }
-    server.await.context("inference server failed")?;
+    for address in &management.addresses {
+        println!("Management API bound to http://{address}");
+    }
+    supervisor.send(TakeSnapshot(SnapshotKind::Startup)).await?;
+
+    let (inference, management) = futures_util::future::join(inference.server, management.server).await;
+    inference.context("inference server failed")?;
+    management.context("management server failed")?;
+    supervisor.send(TakeSnapshot(SnapshotKind::Shutdown)).await?;
     log::info!("tserve has stopped serving");
     Ok(())
+}
+
+/// Snapshots carry the config as read plus what the command line decided.
+fn snapshot_writer(config: &Config) -> SnapshotWriter {
+    let mut properties = config.properties.clone();
+    if let Some(store) = &config.model_store {
+        properties.insert("model_store".into(), store.display().to_string());
+    }
+    properties.insert("number_of_gpu".into(), config.number_of_gpu.to_string());
+    properties.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    if let ConfigSource::File(path) | ConfigSource::Snapshot(path) = &config.source {
+        properties.insert("tsConfigFile".into(), path.display().to_string());
+    }
+    if config.enable_model_api {
+        properties.insert("enable_model_api".into(), "true".into());
+    }
+    SnapshotWriter::new(config.log_location.join("config"), properties)
 }
 
 /// Registers the `--models` / `load_models` archives and waits for their workers to load. A
@@ -69,12 +108,81 @@ async fn load_startup_models(config: &Config, supervisor: &Addr<Supervisor>) {
     };
     let mut waits = Vec::new();
     for entry in entries {
-        match register(store, &entry, config, supervisor).await {
+        let (name, location) = match entry.split_once('=') {
+            Some((name, location)) => (Some(name.to_string()), location.to_string()),
+            None => (None, entry.clone()),
+        };
+        let origin = ModelOrigin {
+            url: location.clone(),
+            store_name: location.clone(),
+            loaded_at_startup: true,
+            downloaded: None,
+        };
+        let registered = register(store, &location, name.as_deref(), origin, &Overrides::default(), false, config, supervisor).await;
+        match registered {
             Ok(registration) => waits.push(wait_until_ready(registration)),
             Err(e) => log::error!("Failed to load model {entry}: {e}"),
         }
     }
     futures_util::future::join_all(waits).await;
+}
+
+/// Restores the models of a `model_snapshot`: every archive must be in the store, or the
+/// server does not start (as TorchServe).
+async fn restore_snapshot(json: &str, config: &Config, supervisor: &Addr<Supervisor>) -> anyhow::Result<()> {
+    let snapshot = snapshot::parse(json).map_err(anyhow::Error::msg)?;
+    let store = config
+        .model_store
+        .as_deref()
+        .context("the snapshot names models but no model store is configured")?;
+    for (name, versions) in &snapshot.models {
+        for (version, model) in versions {
+            if !store.join(&model.mar_name).exists() {
+                bail!("Model archive file for model :{name}, version :{version} not found in model store");
+            }
+        }
+    }
+    if snapshot.model_count == 0 {
+        log::warn!("Model snapshot is empty. Starting tserve without initial models.");
+    }
+    let mut waits = Vec::new();
+    for (name, versions) in &snapshot.models {
+        for (version, model) in versions {
+            let origin = ModelOrigin {
+                url: model.mar_name.clone(),
+                store_name: model.mar_name.clone(),
+                loaded_at_startup: false,
+                downloaded: None,
+            };
+            let registered = register(
+                store,
+                &model.mar_name,
+                Some(name),
+                origin,
+                &snapshot_overrides(model),
+                model.default_version,
+                config,
+                supervisor,
+            )
+            .await
+            .with_context(|| format!("cannot restore model {name} version {version}"))?;
+            waits.push(wait_until_ready(registered));
+        }
+    }
+    futures_util::future::join_all(waits).await;
+    Ok(())
+}
+
+fn snapshot_overrides(model: &SnapshotModel) -> Overrides {
+    let seconds = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+    Overrides {
+        workers: Some((model.min_workers, model.max_workers)),
+        batch_size: Some(model.batch_size),
+        max_batch_delay: Some(std::time::Duration::from_millis(model.max_batch_delay)),
+        response_timeout: seconds(model.response_timeout),
+        startup_timeout: seconds(model.startup_timeout),
+        ..Overrides::default()
+    }
 }
 
 /// `all` stands for every archive in the store.
@@ -86,22 +194,24 @@ fn expand_all(store: &Path, entries: &[String]) -> Result<Vec<String>, ArchiveEr
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn register(
     store: &Path,
-    entry: &str,
+    location: &str,
+    name: Option<&str>,
+    origin: ModelOrigin,
+    overrides: &Overrides,
+    make_default: bool,
     config: &Config,
     supervisor: &Addr<Supervisor>,
 ) -> anyhow::Result<Registration> {
-    let (name, location) = match entry.split_once('=') {
-        Some((name, location)) => (Some(name.to_string()), location.to_string()),
-        None => (None, entry.to_string()),
-    };
-    let store = store.to_path_buf();
+    let (store, location) = (store.to_path_buf(), location.to_string());
     // Unpacking an archive is blocking file work: keep it off the async threads.
     let archive =
         tokio::task::spawn_blocking(move || ModelArchive::open(&store, &location)).await??;
-    let spec = ModelSpec::from_archive(archive, name.as_deref(), config)?;
-    let registration: Result<Registration, ManagerError> = supervisor.send(Register(spec)).await?;
+    let spec = ModelSpec::from_archive(archive, name, config, origin, overrides)?;
+    let registration: Result<Registration, ManagerError> =
+        supervisor.send(Register::at_startup(spec, make_default)).await?;
     Ok(registration?)
 }
 
@@ -130,3 +240,4 @@ async fn wait_until_ready(mut registration: Registration) {
         ),
     }
 }
+

@@ -38,4 +38,9 @@ pub enum ManagerError {
     MissingSerializedFile { model: String },
     #[error("Model version {version} is already registered for model {model}")]
     AlreadyRegistered { model: String, version: String },
+    /// set-default's own wording (no colons), as TorchServe's.
+    #[error("Model version {version} does not exist for model {model}")]
+    NoSuchDefaultVersion { model: String, version: String },
+    #[error("Cannot remove default version for model {0}")]
+    CannotRemoveDefault(String),
 }

@@ -40,6 +40,44 @@ pub struct ModelHealth {
     pub ready: usize,
     /// Workers that died since the manager started (failed loads included).
     pub load_failures: usize,
+    /// Workers the model should have; /ping is Unhealthy while fewer are ready.
+    pub min_workers: usize,
+}
+
+/// Change the worker pool to `min` workers (the most it may grow to is `max`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ScaleWorkers {
+    pub min: usize,
+    pub max: usize,
+}
+
+/// Stop serving: queued jobs are refused, workers retire once their batch is done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// The live state of a model version, for the describe API.
+#[derive(Message)]
+#[rtype(result = "ModelStatus")]
+pub struct Describe;
+
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    pub spec: Arc<ModelSpec>,
+    pub min_workers: usize,
+    pub max_workers: usize,
+    pub workers: Vec<WorkerStatus>,
+    pub pending_jobs: usize,
+    pub remaining_capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    pub id: WorkerId,
+    pub started_at: chrono::DateTime<chrono::Local>,
+    pub ready: bool,
+    pub device: tch::Device,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +92,9 @@ enum WorkerState {
 struct WorkerSlot {
     addr: Addr<Worker>,
     state: WorkerState,
+    started_at: chrono::DateTime<chrono::Local>,
+    /// Scaled away: retires as soon as its running batch is answered.
+    retiring: bool,
     /// The pool position, which fixes the worker's device; a replacement takes the same one.
     index: usize,
     /// Replies of the batch it runs, so a timeout or death can answer them.
@@ -82,19 +123,27 @@ pub struct ModelManager {
     /// Replacements scheduled but not started yet.
     pending_restarts: usize,
     health: watch::Sender<ModelHealth>,
+    /// Workers wanted now (the scale API changes it).
+    min_workers: usize,
+    max_workers: usize,
+    /// Unregistered: takes no more jobs and starts no more workers.
+    shut_down: bool,
 }
 
 impl ModelManager {
     pub fn new(spec: Arc<ModelSpec>, health: watch::Sender<ModelHealth>) -> Self {
         Self {
             queue: VecDeque::with_capacity(spec.job_queue_size),
-            spec,
+            spec: spec.clone(),
             workers: BTreeMap::new(),
             forming: None,
             backoff_step: 0,
             recovery_started: None,
             pending_restarts: 0,
             health,
+            min_workers: spec.min_workers,
+            max_workers: spec.max_workers,
+            shut_down: false,
         }
     }
 
@@ -109,6 +158,8 @@ impl ModelManager {
         let slot = WorkerSlot {
             addr: worker.start(),
             state: WorkerState::Loading,
+            started_at: chrono::Local::now(),
+            retiring: false,
             index,
             in_flight: Vec::new(),
             batch_timer: None,
@@ -118,9 +169,44 @@ impl ModelManager {
 
     /// Starts workers for the free pool positions, up to `min_workers`.
     fn fill_pool(&mut self, ctx: &mut Context<Self>) {
-        let taken: Vec<usize> = self.workers.values().map(|slot| slot.index).collect();
-        for index in (0..self.spec.min_workers).filter(|i| !taken.contains(i)) {
+        if self.shut_down {
+            return;
+        }
+        let taken: Vec<usize> = self
+            .workers
+            .values()
+            .filter(|slot| !slot.retiring)
+            .map(|slot| slot.index)
+            .collect();
+        for index in (0..self.min_workers).filter(|i| !taken.contains(i)) {
             self.start_worker(index, ctx);
+        }
+    }
+
+    /// Retires the workers at pool positions from `keep` on. An idle or loading one goes at
+    /// once; a busy one finishes its batch first, so no accepted job is lost.
+    fn shrink_pool(&mut self, keep: usize) {
+        if let Some(forming) = self.forming.take() {
+            match self.workers.get(&forming.worker) {
+                Some(slot) if slot.index >= keep => {
+                    forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
+                }
+                _ => self.forming = Some(forming),
+            }
+        }
+        let leaving: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, slot)| slot.index >= keep)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in leaving {
+            let Some(slot) = self.workers.get_mut(&id) else { continue };
+            if slot.state == WorkerState::Busy {
+                slot.retiring = true;
+            } else if let Some(slot) = self.workers.remove(&id) {
+                slot.addr.do_send(Retire);
+            }
         }
     }
 
@@ -128,12 +214,14 @@ impl ModelManager {
         let ready = self
             .workers
             .values()
-            .filter(|slot| slot.state != WorkerState::Loading)
+            .filter(|slot| slot.state != WorkerState::Loading && !slot.retiring)
             .count();
+        let min_workers = if self.shut_down { 0 } else { self.min_workers };
         self.health.send_if_modified(|health| {
             let before = *health;
             health.ready = ready;
             health.load_failures += usize::from(died);
+            health.min_workers = min_workers;
             *health != before
         });
     }
@@ -278,7 +366,10 @@ impl ModelManager {
         self.pending_restarts += 1;
         ctx.run_later(Duration::from_secs(delay), move |manager, ctx| {
             manager.pending_restarts -= 1;
-            manager.start_worker(index, ctx);
+            // Scaled down or unregistered meanwhile: that position is no longer wanted.
+            if !manager.shut_down && index < manager.min_workers {
+                manager.start_worker(index, ctx);
+            }
         });
     }
 
@@ -296,7 +387,7 @@ impl ModelManager {
     }
 
     fn has_no_workers(&self) -> bool {
-        self.workers.is_empty() && self.pending_restarts == 0
+        self.workers.values().all(|slot| slot.retiring) && self.pending_restarts == 0
     }
 }
 
@@ -313,8 +404,9 @@ impl Actor for ModelManager {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Room for every job the queue can hold plus worker events, so a send waits only when
         // the queue is full anyway.
-        ctx.set_mailbox_capacity(self.spec.job_queue_size + 2 * self.spec.max_workers + 16);
+        ctx.set_mailbox_capacity(self.spec.job_queue_size + 2 * self.max_workers + 16);
         self.fill_pool(ctx);
+        self.publish_health(false);
         self.dispatch(ctx);
     }
 
@@ -351,6 +443,9 @@ impl Handler<Enqueue> for ModelManager {
     type Result = Result<(), ManagerError>;
 
     fn handle(&mut self, Enqueue(job): Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shut_down {
+            return Err(ManagerError::Stopped(self.spec.name.clone()));
+        }
         if self.has_no_workers() {
             return Err(ManagerError::NoWorkers {
                 model: self.spec.name.clone(),
@@ -390,6 +485,10 @@ impl Handler<WorkerEvent> for ModelManager {
                     }
                     slot.in_flight.clear();
                     slot.state = WorkerState::Idle;
+                    if slot.retiring {
+                        slot.addr.do_send(Retire);
+                        self.workers.remove(&event.worker);
+                    }
                 }
                 self.publish_health(false);
             }
@@ -410,10 +509,68 @@ impl Handler<WorkerEvent> for ModelManager {
                     // the gap.
                     self.publish_health(true);
                     fail_in_flight(&slot);
-                    self.replace_later(event.worker, slot.index, ctx);
+                    if !slot.retiring && !self.shut_down {
+                        self.replace_later(event.worker, slot.index, ctx);
+                    }
                 }
             }
         }
         self.dispatch(ctx);
+    }
+}
+
+impl Handler<ScaleWorkers> for ModelManager {
+    type Result = ();
+
+    fn handle(&mut self, scale: ScaleWorkers, ctx: &mut Context<Self>) {
+        if self.shut_down {
+            return;
+        }
+        log::info!("{}: scaling to {} workers (max {})", self.label(), scale.min, scale.max);
+        (self.min_workers, self.max_workers) = (scale.min, scale.max.max(scale.min));
+        self.shrink_pool(scale.min);
+        self.fill_pool(ctx);
+        self.publish_health(false);
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<Shutdown> for ModelManager {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) {
+        log::info!("{}: unregistered; retiring its workers", self.label());
+        self.shut_down = true;
+        self.shrink_pool(0);
+        for job in self.queue.drain(..) {
+            job.reply.send(Err(ManagerError::Stopped(self.spec.name.clone())));
+        }
+        self.publish_health(false);
+    }
+}
+
+impl Handler<Describe> for ModelManager {
+    type Result = actix::MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _ctx: &mut Context<Self>) -> Self::Result {
+        let workers = self
+            .workers
+            .iter()
+            .filter(|(_, slot)| !slot.retiring)
+            .map(|(&id, slot)| WorkerStatus {
+                id,
+                started_at: slot.started_at,
+                ready: slot.state != WorkerState::Loading,
+                device: self.spec.device_for(slot.index),
+            })
+            .collect();
+        actix::MessageResult(ModelStatus {
+            spec: self.spec.clone(),
+            min_workers: self.min_workers,
+            max_workers: self.max_workers,
+            workers,
+            pending_jobs: self.queue.len(),
+            remaining_capacity: self.spec.job_queue_size.saturating_sub(self.queue.len()),
+        })
     }
 }

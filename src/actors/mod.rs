@@ -26,9 +26,14 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub use error::ManagerError;
-pub use manager::{Enqueue, ModelHealth, ModelManager};
-pub use spec::{HandlerFactory, ModelSpec, ModelSpecBuilder};
-pub use supervisor::{CheckHealth, Register, Registration, Route, RouteTo, Supervisor};
+pub use manager::{
+    Describe, Enqueue, ModelHealth, ModelManager, ModelStatus, ScaleWorkers, Shutdown, WorkerStatus,
+};
+pub use spec::{HandlerFactory, ModelOrigin, ModelSpec, ModelSpecBuilder, Overrides};
+pub use supervisor::{
+    CheckHealth, ListModels, Lookup, Readiness, Register, Registration, Route, RouteTo, Scale,
+    SetDefault, Supervisor, TakeSnapshot, Unregister, Unregistered, VersionSelector,
+};
 
 /// What a job's client gets: the handler's answer, or why there is none.
 pub type JobResult = Result<Value, ManagerError>;

@@ -21,9 +21,42 @@ pub const DEFAULT_BATCH_SIZE: usize = 1;
 pub const DEFAULT_MAX_BATCH_DELAY: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_RETRY_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Where a model version came from, for describe, list, unregister and snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOrigin {
+    /// The `url` it was registered with (or the `--models` entry), shown as `modelUrl`.
+    pub url: String,
+    /// The archive's name in the model store (`marName` in snapshots).
+    pub store_name: String,
+    /// Loaded from `--models`/`load_models`.
+    pub loaded_at_startup: bool,
+    /// An archive downloaded into the store for this model, removed when it is unregistered.
+    pub downloaded: Option<PathBuf>,
+}
+
+/// Settings given with the model rather than in its archive: the register call's parameters
+/// and snapshot restores. They win over the archive's YAML, except that a valid YAML
+/// `minWorkers`/`maxWorkers` pair replaces `initial_workers`, as in TorchServe.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The register call's `initial_workers`.
+    pub initial_workers: Option<usize>,
+    /// Exact worker counts (min, max), from a snapshot: nothing overrides them.
+    pub workers: Option<(usize, usize)>,
+    pub batch_size: Option<usize>,
+    pub max_batch_delay: Option<Duration>,
+    pub response_timeout: Option<Duration>,
+    pub startup_timeout: Option<Duration>,
+    /// Replaces the manifest's handler.
+    pub handler: Option<String>,
+}
+
 pub struct ModelSpec {
     pub name: String,
     pub version: String,
+    pub origin: ModelOrigin,
+    /// The manifest's runtime (`python`, `python3` or `LSP`).
+    pub runtime: String,
     /// The TorchScript file each worker loads.
     pub model_file: PathBuf,
     /// The folder with the model's other files (`index_to_name.json`, ...).
@@ -86,6 +119,8 @@ impl ModelSpec {
         archive: ModelArchive,
         name: Option<&str>,
         config: &Config,
+        origin: ModelOrigin,
+        overrides: &Overrides,
     ) -> Result<Self, ManagerError> {
         let model = &archive.manifest.model;
         let name = name.unwrap_or(&model.model_name).to_string();
@@ -101,10 +136,11 @@ impl ModelSpec {
             .map(|file| archive.dir.join(file))
             .filter(|path| path.is_file())
             .ok_or_else(|| ManagerError::MissingSerializedFile { model: name.clone() })?;
-        let kind = HandlerKind::from_manifest(model.handler.as_deref())?;
+        let kind = HandlerKind::from_manifest(overrides.handler.as_deref().or(model.handler.as_deref()))?;
         let version = model.model_version.clone();
+        let runtime = archive.manifest.runtime.clone();
         let yaml = archive.model_config()?;
-        let overrides = config
+        let from_config = config
             .model_overrides(&name, &version)
             .cloned()
             .unwrap_or_default();
@@ -112,7 +148,9 @@ impl ModelSpec {
             .model_dir(archive.dir.clone())
             .handler(Arc::new(move |dir| handlers::build_handler(kind, dir)))
             .config(config)
-            .settings(&yaml, &overrides, config)
+            .settings(&yaml, &from_config, config)
+            .overrides(overrides, &yaml)
+            .origin(origin, runtime)
             .archive(archive)
             .build())
     }
@@ -130,6 +168,8 @@ impl ModelSpecBuilder {
             spec: ModelSpec {
                 name: name.to_string(),
                 version: version.to_string(),
+                origin: ModelOrigin::default(),
+                runtime: "python".to_string(),
                 model_file,
                 model_dir,
                 handler: Arc::new(|dir| handlers::build_handler(HandlerKind::Base, dir)),
@@ -243,6 +283,41 @@ impl ModelSpecBuilder {
         self
     }
 
+    /// The register call's or snapshot's settings, over the archive's (see [`Overrides`]).
+    fn overrides(mut self, overrides: &Overrides, yaml: &ModelConfig) -> Self {
+        let spec = &mut self.spec;
+        let yaml_pair_valid = matches!(
+            (yaml.min_workers, yaml.max_workers),
+            (Some(min), Some(max)) if min > 0 && max >= min
+        );
+        if let (Some(workers), false) = (overrides.initial_workers, yaml_pair_valid) {
+            (spec.min_workers, spec.max_workers) = (workers, workers);
+        }
+        if let Some((min, max)) = overrides.workers {
+            (spec.min_workers, spec.max_workers) = (min, max.max(min));
+        }
+        spec.threads_per_worker = threads_per_worker(spec.min_workers);
+        if let Some(size) = overrides.batch_size {
+            spec.batch_size = size.max(1);
+        }
+        if let Some(delay) = overrides.max_batch_delay {
+            spec.max_batch_delay = delay;
+        }
+        if let Some(timeout) = overrides.response_timeout {
+            spec.response_timeout = timeout;
+        }
+        if let Some(timeout) = overrides.startup_timeout {
+            spec.startup_timeout = timeout;
+        }
+        self
+    }
+
+    fn origin(mut self, origin: ModelOrigin, runtime: String) -> Self {
+        self.spec.origin = origin;
+        self.spec.runtime = runtime;
+        self
+    }
+
     fn archive(mut self, archive: ModelArchive) -> Self {
         self.spec.archive = Some(Arc::new(archive));
         self
@@ -329,6 +404,31 @@ mod tests {
     fn inconsistent_yaml_worker_counts_are_ignored() {
         let spec = spec("minWorkers: 3\nmaxWorkers: 2\n", ModelOverrides::default(), &config(0));
         assert_eq!((spec.min_workers, spec.max_workers), (2, 2));
+    }
+
+    #[test]
+    fn register_parameters_win_over_yaml_but_yaml_workers_replace_initial_workers() {
+        let yaml = ModelConfig::parse("batchSize: 8\nminWorkers: 2\nmaxWorkers: 3\n").unwrap();
+        let overrides = Overrides {
+            initial_workers: Some(1),
+            batch_size: Some(4),
+            response_timeout: Some(Duration::from_secs(9)),
+            ..Default::default()
+        };
+        let spec = ModelSpec::builder("m", "1.0", PathBuf::from("m.pt"))
+            .config(&config(0))
+            .settings(&yaml, &ModelOverrides::default(), &config(0))
+            .overrides(&overrides, &yaml)
+            .build();
+        assert_eq!(spec.batch_size, 4);
+        assert_eq!(spec.response_timeout, Duration::from_secs(9));
+        assert_eq!((spec.min_workers, spec.max_workers), (2, 3));
+        let snapshot = Overrides { workers: Some((1, 1)), ..Default::default() };
+        let spec = ModelSpec::builder("m", "1.0", PathBuf::from("m.pt"))
+            .settings(&yaml, &ModelOverrides::default(), &config(0))
+            .overrides(&snapshot, &yaml)
+            .build();
+        assert_eq!((spec.min_workers, spec.max_workers), (1, 1), "a snapshot's counts are exact");
     }
 
     #[test]

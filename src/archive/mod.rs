@@ -5,18 +5,26 @@
 //! [`ModelArchive`]; the model store itself is only read.
 
 mod extract;
+mod fetch;
 mod manifest;
 mod model_config;
 
 use std::path::{Path, PathBuf};
 
+pub use fetch::{fetch_into_store, StoreEntry};
 pub use manifest::{Manifest, ModelSection};
 pub use model_config::{DeviceType, ModelConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("Model not found in model store: {0}")]
+    #[error("Model not found at: {0}")]
     NotFound(String),
+    #[error("Given URL {0} does not match any allowed URL(s)")]
+    UrlNotAllowed(String),
+    #[error("Model file already exists {0}")]
+    AlreadyExists(String),
+    #[error("Failed to download archive from: {url} ({reason})")]
+    DownloadFailed { url: String, reason: String },
     #[error("Relative path is not allowed in url: {0}")]
     PathEscapesStore(String),
     #[error("cannot read archive {path}: {source}")]

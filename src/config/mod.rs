@@ -38,19 +38,49 @@ pub struct CliOverrides {
     pub ts_config: Option<PathBuf>,
     pub model_store: Option<PathBuf>,
     pub models: Vec<String>,
+    /// `--enable-model-api`: can only turn the model API on.
+    pub enable_model_api: bool,
+    /// `--ncs`: neither restore from nor write config snapshots.
+    pub no_config_snapshots: bool,
+}
+
+/// Where the settings came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// No file: defaults and the command line.
+    Defaults,
+    /// `TS_CONFIG_FILE`, `--ts-config` or `./config.properties`.
+    File(PathBuf),
+    /// The newest snapshot in `$LOG_LOCATION/config`, restored because no file was named.
+    Snapshot(PathBuf),
 }
 
 /// Resolved settings. Every field holds the value in effect, defaults applied.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The properties file these settings came from, if any.
-    pub source: Option<PathBuf>,
+    pub source: ConfigSource,
+    /// Every key/value of that file, as read: snapshots carry them forward.
+    pub properties: BTreeMap<String, String>,
     pub inference_address: ListenAddress,
+    /// Where the management API listens.
+    pub management_address: ListenAddress,
+    /// Whether register and unregister are allowed (TorchServe 0.11.1+: off by default).
+    pub enable_model_api: bool,
+    /// URL patterns models may be registered from: full-match, case-insensitive regexes.
+    pub allowed_urls: Vec<regex::Regex>,
+    /// `$LOG_LOCATION` (default `logs`): snapshots go to its `config` folder.
+    pub log_location: PathBuf,
+    /// Whether config snapshots are written (off with `--ncs`).
+    pub snapshots: bool,
     pub model_store: Option<PathBuf>,
     /// `[name=]archive` entries, or `all`, from `--models` or `load_models`.
     pub load_models: Vec<String>,
     /// Workers each start-up model gets (TorchServe: the configured value, else GPUs, else CPUs).
     pub default_workers_per_model: usize,
+    /// `default_workers_per_model` as written (0 when unset): the register API's default for
+    /// `initial_workers`, as in TorchServe.
+    pub configured_workers_per_model: usize,
     /// GPUs in use: min(detected, configured).
     pub number_of_gpu: usize,
     /// Capacity of each model version's job queue; a full queue answers 503 at once.
@@ -93,6 +123,12 @@ impl Config {
 /// Keys of TorchServe's config.properties that tserve reads.
 const SUPPORTED_KEYS: &[&str] = &[
     "inference_address",
+    "management_address",
+    "enable_model_api",
+    "allowed_urls",
+    "model_snapshot",
+    "tsConfigFile",
+    "version",
     "model_store",
     "load_models",
     "default_workers_per_model",
@@ -107,7 +143,6 @@ const SUPPORTED_KEYS: &[&str] = &[
 /// Keys TorchServe knows that tserve accepts but does not act on yet: they are logged, so a
 /// TorchServe config file works unchanged and its owner learns what is not in effect.
 const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
-    "management_address",
     "metrics_address",
     "grpc_inference_address",
     "grpc_management_address",
@@ -125,7 +160,6 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "cors_allowed_headers",
     "enable_envvars_config",
     "install_py_dep_per_model",
-    "allowed_urls",
     "use_env_allowed_urls",
     "enable_metrics_api",
     "metrics_mode",
@@ -139,10 +173,8 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "keystore_type",
     "private_key_file",
     "certificate_file",
-    "enable_model_api",
     "disable_token_authorization",
     "token_expiration_min",
-    "model_snapshot",
     "blacklist_env_vars",
     "decode_input_request",
     "limit_max_image_pixels",
@@ -171,20 +203,29 @@ impl Config {
     /// Resolves the settings. `detected_gpus` is what the runtime sees, so this module stays
     /// free of libtorch.
     pub fn resolve(cli: &CliOverrides, detected_gpus: usize) -> Result<Self, ConfigError> {
-        let source = config_file_path(cli)?;
+        let log_location = log_location();
+        let source = config_source(cli, &log_location)?;
         let props = match &source {
-            Some(path) => properties::read_file(path)?,
-            None => BTreeMap::new(),
+            ConfigSource::File(path) | ConfigSource::Snapshot(path) => properties::read_file(path)?,
+            ConfigSource::Defaults => BTreeMap::new(),
         };
         let mut config = Self::from_properties(&props, detected_gpus)?;
         config.source = source;
+        config.log_location = log_location;
+        config.snapshots = !cli.no_config_snapshots;
         if let Some(store) = &cli.model_store {
             config.model_store = Some(store.clone());
         }
         if !cli.models.is_empty() {
             config.load_models = split_model_list(&cli.models);
         }
+        config.enable_model_api |= cli.enable_model_api;
         Ok(config)
+    }
+
+    /// The `model_snapshot` JSON to restore, if the settings carry one.
+    pub fn model_snapshot(&self) -> Option<&str> {
+        self.properties.get("model_snapshot").map(String::as_str)
     }
 
     /// Builds settings from parsed properties, defaults applied.
@@ -197,8 +238,10 @@ impl Config {
             Some(configured) => configured.min(detected_gpus),
             None => detected_gpus,
         };
-        let default_workers_per_model = match reader.parse::<usize>("default_workers_per_model")? {
-            Some(n) if n > 0 => n,
+        let configured_workers_per_model =
+            reader.parse::<usize>("default_workers_per_model")?.unwrap_or(0);
+        let default_workers_per_model = match configured_workers_per_model {
+            n if n > 0 => n,
             _ if number_of_gpu > 0 => number_of_gpu,
             _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
@@ -212,12 +255,46 @@ impl Config {
             })?,
             None => ListenAddress::new("127.0.0.1", 8080),
         };
+        let management_address = match props.get("management_address") {
+            Some(value) => ListenAddress::parse(value, 8081).map_err(|reason| {
+                ConfigError::InvalidValue {
+                    key: "management_address".into(),
+                    value: value.clone(),
+                    reason,
+                }
+            })?,
+            None => ListenAddress::new("127.0.0.1", 8081),
+        };
+        let allowed_urls = props
+            .get("allowed_urls")
+            .map_or(DEFAULT_ALLOWED_URLS, String::as_str)
+            .split(',')
+            .map(str::trim)
+            .filter(|pattern| !pattern.is_empty())
+            .map(|pattern| {
+                regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| ConfigError::InvalidValue {
+                        key: "allowed_urls".into(),
+                        value: pattern.to_string(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let seconds = |key: &str| -> Result<Duration, ConfigError> {
             Ok(Duration::from_secs(reader.parse::<u64>(key)?.unwrap_or(120)))
         };
         Ok(Self {
-            source: None,
+            source: ConfigSource::Defaults,
+            properties: props.clone(),
             inference_address,
+            management_address,
+            enable_model_api: reader.parse::<bool>("enable_model_api")?.unwrap_or(false),
+            allowed_urls,
+            log_location: PathBuf::from("logs"),
+            snapshots: true,
+            configured_workers_per_model,
             model_store: props.get("model_store").map(PathBuf::from),
             load_models: props
                 .get("load_models")
@@ -260,20 +337,38 @@ impl Config {
     }
 }
 
-/// TorchServe's order: `TS_CONFIG_FILE`, then `--ts-config`, then `./config.properties`.
-fn config_file_path(cli: &CliOverrides) -> Result<Option<PathBuf>, ConfigError> {
+/// TorchServe's default: any file or http(s) URL.
+const DEFAULT_ALLOWED_URLS: &str = "file://.*|http(s)?://.*";
+
+/// `$LOG_LOCATION`, default `logs`.
+fn log_location() -> PathBuf {
+    std::env::var_os("LOG_LOCATION").map_or_else(|| PathBuf::from("logs"), PathBuf::from)
+}
+
+/// TorchServe's order: `TS_CONFIG_FILE`, then `--ts-config`, then (unless `--ncs`) the newest
+/// snapshot, then `./config.properties`.
+fn config_source(cli: &CliOverrides, log_location: &Path) -> Result<ConfigSource, ConfigError> {
     let explicit = std::env::var_os("TS_CONFIG_FILE")
         .map(PathBuf::from)
         .or_else(|| cli.ts_config.clone());
     if let Some(path) = explicit {
         return if path.is_file() {
-            Ok(Some(path))
+            Ok(ConfigSource::File(path))
         } else {
             Err(ConfigError::FileNotFound(path))
         };
     }
+    if !cli.no_config_snapshots {
+        if let Some(snapshot) = crate::snapshot::latest(&log_location.join("config")) {
+            return Ok(ConfigSource::Snapshot(snapshot));
+        }
+    }
     let local = PathBuf::from("config.properties");
-    Ok(local.is_file().then_some(local))
+    Ok(if local.is_file() {
+        ConfigSource::File(local)
+    } else {
+        ConfigSource::Defaults
+    })
 }
 
 /// `--models a.mar b=c.mar` and `load_models=a.mar,b=c.mar` both become one list of entries.

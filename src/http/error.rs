@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::actors::ManagerError;
+use crate::archive::ArchiveError;
 use crate::handlers::ModelError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,13 @@ pub enum ApiError {
     ResourceNotFound,
     #[error("Requested method is not allowed, please refer to API document.")]
     MethodNotAllowed,
+    #[error("Model store has not been configured.")]
+    NoModelStore,
+    #[error("Failed to start workers for model {model} version: {}", version.as_deref().unwrap_or("null"))]
+    WorkersFailed {
+        model: String,
+        version: Option<String>,
+    },
     /// The client hung up before its answer; nobody reads this response.
     #[error("Client closed the connection before the answer")]
     ClientGone,
@@ -35,6 +43,12 @@ pub enum ApiError {
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
         ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<ArchiveError> for ApiError {
+    fn from(e: ArchiveError) -> Self {
+        ApiError::Manager(ManagerError::Archive(e))
     }
 }
 
@@ -57,6 +71,15 @@ impl ApiError {
                 | ManagerError::Stopped(_) => "ServiceUnavailableException",
                 ManagerError::Model(ModelError::BadInput(_)) => "BadRequestException",
                 ManagerError::AlreadyRegistered { .. } => "ConflictStatusException",
+                ManagerError::NoSuchDefaultVersion { .. } => "ModelVersionNotFoundException",
+                ManagerError::CannotRemoveDefault(_) => "InvalidModelVersionException",
+                ManagerError::Archive(
+                    ArchiveError::NotFound(_)
+                    | ArchiveError::PathEscapesStore(_)
+                    | ArchiveError::UrlNotAllowed(_),
+                ) => "ModelNotFoundException",
+                ManagerError::Archive(ArchiveError::AlreadyExists(_)) => "InternalServerException",
+                ManagerError::Archive(ArchiveError::DownloadFailed { .. }) => "DownloadArchiveException",
                 ManagerError::Archive(_)
                 | ManagerError::EagerModel { .. }
                 | ManagerError::MissingSerializedFile { .. } => "InvalidModelException",
@@ -68,6 +91,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "MethodNotAllowedException",
             ApiError::Unavailable(_) => "ServiceUnavailableException",
             ApiError::ClientGone => "ClientClosedRequest",
+            ApiError::NoModelStore => "ModelNotFoundException",
+            ApiError::WorkersFailed { .. } => "InternalServerException",
         }
     }
 }
@@ -93,6 +118,16 @@ impl ResponseError for ApiError {
                 }
                 ManagerError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 ManagerError::AlreadyRegistered { .. } => StatusCode::CONFLICT,
+                ManagerError::NoSuchDefaultVersion { .. } => StatusCode::NOT_FOUND,
+                ManagerError::CannotRemoveDefault(_) => StatusCode::FORBIDDEN,
+                ManagerError::Archive(
+                    ArchiveError::NotFound(_)
+                    | ArchiveError::PathEscapesStore(_)
+                    | ArchiveError::UrlNotAllowed(_),
+                ) => StatusCode::NOT_FOUND,
+                ManagerError::Archive(ArchiveError::AlreadyExists(_)) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
                 ManagerError::Archive(_)
                 | ManagerError::EagerModel { .. }
                 | ManagerError::MissingSerializedFile { .. } => StatusCode::BAD_REQUEST,
@@ -104,6 +139,8 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             // nginx's 499: recorded in logs only, since the client is gone.
             ApiError::ClientGone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ApiError::NoModelStore => StatusCode::NOT_FOUND,
+            ApiError::WorkersFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -5,7 +5,11 @@
 mod disconnect;
 mod error;
 mod inference;
+mod management;
+mod openapi;
 mod payload;
+
+use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::dev::Server;
@@ -19,27 +23,46 @@ use crate::config::Config;
 /// What every HTTP handler shares: cheap handles only.
 pub struct AppState {
     pub supervisor: Addr<Supervisor>,
+    pub config: Arc<Config>,
     /// Largest request body accepted, in bytes.
     pub max_request_size: usize,
 }
 
-/// Binds the inference listener and returns the running server and the address it bound (port 0
-/// in the config picks a free port, which is how the tests run servers side by side).
-pub fn bind_inference(
-    config: &Config,
+/// A bound listener: the running server and the addresses it bound (port 0 in the config picks
+/// a free port, which is how the tests run servers side by side).
+pub struct Listener {
+    pub server: Server,
+    pub addresses: Vec<std::net::SocketAddr>,
+}
+
+/// The inference API: `/ping`, `/predictions`.
+pub fn bind_inference(config: &Arc<Config>, supervisor: Addr<Supervisor>) -> std::io::Result<Listener> {
+    bind(config, supervisor, &config.inference_address, inference::routes)
+}
+
+/// The management API: `/models`, KServe readiness, the API description.
+pub fn bind_management(config: &Arc<Config>, supervisor: Addr<Supervisor>) -> std::io::Result<Listener> {
+    bind(config, supervisor, &config.management_address, management::routes)
+}
+
+fn bind(
+    config: &Arc<Config>,
     supervisor: Addr<Supervisor>,
-) -> std::io::Result<(Server, Vec<std::net::SocketAddr>)> {
+    address: &crate::config::ListenAddress,
+    routes: fn(&mut web::ServiceConfig),
+) -> std::io::Result<Listener> {
     let state = web::Data::new(AppState {
         supervisor,
+        config: config.clone(),
         max_request_size: config.max_request_size,
     });
-    let address = &config.inference_address;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(state.max_request_size))
             .wrap(torchserve_headers())
             .wrap(middleware::from_fn(error::with_request_id))
-            .configure(inference::routes)
+            .configure(routes)
             .default_service(web::to(error::resource_not_found))
     })
     .on_connect(disconnect::remember_socket)
@@ -47,8 +70,11 @@ pub fn bind_inference(
     // The server module owns SIGTERM/SIGINT, installed before the port is announced.
     .disable_signals()
     .bind((address.host.as_str(), address.port))?;
-    let addrs = server.addrs();
-    Ok((server.run(), addrs))
+    let addresses = server.addrs();
+    Ok(Listener {
+        server: server.run(),
+        addresses,
+    })
 }
 
 /// The cache headers TorchServe puts on every response.

@@ -65,7 +65,7 @@ async fn setup(gated: bool, job_queue_size: usize) -> Setup {
         .job_queue_size(job_queue_size)
         .build();
     let supervisor = actix::Supervisor::start(|_| Supervisor::default());
-    let mut registration = supervisor.send(Register(spec)).await.unwrap().unwrap();
+    let mut registration = supervisor.send(Register::new(spec)).await.unwrap().unwrap();
     wait_ready(&mut registration, 0).await;
     Setup {
         supervisor,

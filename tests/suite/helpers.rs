@@ -38,6 +38,8 @@ pub fn fixture(name: &str) -> PathBuf {
 pub struct TestServer {
     child: Child,
     pub base_url: String,
+    /// The management API's base URL.
+    pub management_url: String,
     /// Everything the server printed (stdout and stderr), for assertions on log lines.
     output: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
@@ -68,7 +70,9 @@ impl TestServer {
         let config_path = dir.path().join("config.properties");
         std::fs::write(
             &config_path,
-            format!("inference_address=http://127.0.0.1:0\n{config}\n"),
+            format!(
+                "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n{config}\n"
+            ),
         )
         .unwrap();
         let mut command = tserve_command(dir.path());
@@ -89,16 +93,18 @@ impl TestServer {
         let (bound_tx, bound_rx) = mpsc::channel();
         collect_lines(child.stdout.take().unwrap(), output.clone(), Some(bound_tx));
         collect_lines(child.stderr.take().unwrap(), output.clone(), None);
-        let base_url = match bound_rx.recv_timeout(Duration::from_secs(180)) {
+        let mut bound = || match bound_rx.recv_timeout(Duration::from_secs(180)) {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
                 panic!("tserve did not bind; output:\n{}", output.lock().unwrap());
             }
         };
+        let (base_url, management_url) = (bound(), bound());
         Self {
             child,
             base_url,
+            management_url,
             output,
             _dir: dir,
         }
@@ -122,6 +128,11 @@ impl TestServer {
 
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Reply {
         Reply::from(ureq::request(method, &self.url(path)).send_bytes(body))
+    }
+
+    /// A request to the management API.
+    pub fn manage(&self, method: &str, path: &str) -> Reply {
+        Reply::from(ureq::request(method, &format!("{}{path}", self.management_url)).call())
     }
 
     /// The process id, for signalling it.
@@ -161,7 +172,8 @@ pub fn tserve_command(dir: &Path) -> Command {
     command
 }
 
-/// Copies a child's output into `output`; sends the base URL once the bind line shows.
+/// Copies a child's output into `output`; sends each base URL as its bind line shows
+/// (inference first, then management).
 pub fn collect_lines(
     stream: impl std::io::Read + Send + 'static,
     output: Arc<Mutex<String>>,
@@ -169,7 +181,10 @@ pub fn collect_lines(
 ) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if let (Some(sender), Some(url)) = (&bound, line.strip_prefix("Inference API bound to ")) {
+            let url = line
+                .strip_prefix("Inference API bound to ")
+                .or_else(|| line.strip_prefix("Management API bound to "));
+            if let (Some(sender), Some(url)) = (&bound, url) {
                 let _ = sender.send(url.trim().to_string());
             }
             let mut output = output.lock().unwrap();

@@ -1,0 +1,148 @@
+//! Where a register call's `url` points: an archive already in the model store, or an
+//! http(s)/file URL, checked against `allowed_urls` and downloaded into the store (TorchServe's
+//! behaviour; the downloaded file is removed again when the model is unregistered).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+use super::ArchiveError;
+
+/// Largest archive accepted from a URL.
+const MAX_DOWNLOAD_BYTES: u64 = 16 << 30;
+
+/// An archive's place in the model store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreEntry {
+    /// Its name in the store, as `ModelArchive::open` takes it.
+    pub name: String,
+    /// Set when it was downloaded for this registration, so unregistering removes it.
+    pub downloaded: Option<PathBuf>,
+}
+
+/// Resolves `url` to an archive in `store`, downloading it when it is a URL. Blocking.
+pub fn fetch_into_store(store: &Path, url: &str, allowed: &[Regex]) -> Result<StoreEntry, ArchiveError> {
+    if url.is_empty() {
+        return Err(ArchiveError::NotFound(String::new()));
+    }
+    if url.contains("..") {
+        return Err(ArchiveError::PathEscapesStore(url.to_string()));
+    }
+    let lower = url.to_ascii_lowercase();
+    let is_url = ["http://", "https://", "file://"].iter().any(|scheme| lower.starts_with(scheme));
+    if !is_url {
+        if !store.join(url).exists() {
+            return Err(ArchiveError::NotFound(url.to_string()));
+        }
+        return Ok(StoreEntry {
+            name: url.to_string(),
+            downloaded: None,
+        });
+    }
+    if !allowed.iter().any(|pattern| pattern.is_match(url)) {
+        return Err(ArchiveError::UrlNotAllowed(url.to_string()));
+    }
+    let name = url
+        .split(['?', '#'])
+        .next()
+        .and_then(|path| path.rsplit('/').next())
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| ArchiveError::DownloadFailed {
+            url: url.to_string(),
+            reason: "the URL names no file".into(),
+        })?
+        .to_string();
+    let target = store.join(&name);
+    if target.exists() {
+        return Err(ArchiveError::AlreadyExists(name));
+    }
+    download(url, &target)?;
+    Ok(StoreEntry {
+        name,
+        downloaded: Some(target),
+    })
+}
+
+fn download(url: &str, target: &Path) -> Result<(), ArchiveError> {
+    let failed = |reason: String| ArchiveError::DownloadFailed {
+        url: url.to_string(),
+        reason,
+    };
+    let mut source: Box<dyn Read> = match url.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("file://") => Box::new(
+            std::fs::File::open(&url[7..]).map_err(|e| failed(e.to_string()))?,
+        ),
+        _ => Box::new(
+            ureq::get(url)
+                .call()
+                .map_err(|e| failed(e.to_string()))?
+                .into_reader(),
+        ),
+    };
+    // Into a hidden file first, so a failed download never leaves an archive in the store.
+    let partial = target.with_file_name(format!(
+        ".{}.download",
+        target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    let outcome = (|| {
+        let mut file = std::fs::File::create(&partial)?;
+        let copied = std::io::copy(&mut (&mut source).take(MAX_DOWNLOAD_BYTES + 1), &mut file)?;
+        if copied > MAX_DOWNLOAD_BYTES {
+            return Err(std::io::Error::other("archive larger than 16 GiB"));
+        }
+        file.sync_all()?;
+        std::fs::rename(&partial, target)
+    })();
+    outcome.map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        failed(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_allowed() -> Vec<Regex> {
+        vec![Regex::new("(?i)^(?:file://.*|http(s)?://.*)$").unwrap()]
+    }
+
+    #[test]
+    fn store_names_and_errors() {
+        let store = tempfile::tempdir().unwrap();
+        std::fs::write(store.path().join("a.mar"), b"x").unwrap();
+        let entry = fetch_into_store(store.path(), "a.mar", &default_allowed()).unwrap();
+        assert_eq!(entry, StoreEntry { name: "a.mar".into(), downloaded: None });
+        assert!(matches!(fetch_into_store(store.path(), "b.mar", &default_allowed()), Err(ArchiveError::NotFound(_))));
+        assert!(matches!(fetch_into_store(store.path(), "", &default_allowed()), Err(ArchiveError::NotFound(_))));
+        assert!(matches!(
+            fetch_into_store(store.path(), "../a.mar", &default_allowed()),
+            Err(ArchiveError::PathEscapesStore(_))
+        ));
+    }
+
+    #[test]
+    fn file_urls_are_copied_into_the_store_once() {
+        let store = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let source = elsewhere.path().join("m.mar");
+        std::fs::write(&source, b"archive").unwrap();
+        let url = format!("file://{}", source.display());
+        let entry = fetch_into_store(store.path(), &url, &default_allowed()).unwrap();
+        assert_eq!(entry.name, "m.mar");
+        assert_eq!(std::fs::read(store.path().join("m.mar")).unwrap(), b"archive");
+        assert!(matches!(
+            fetch_into_store(store.path(), &url, &default_allowed()),
+            Err(ArchiveError::AlreadyExists(_))
+        ));
+    }
+
+    #[test]
+    fn urls_must_be_allowed() {
+        let store = tempfile::tempdir().unwrap();
+        let only_local = vec![Regex::new("(?i)^(?:http://127\\.0\\.0\\.1.*)$").unwrap()];
+        let err = fetch_into_store(store.path(), "https://example.com/m.mar", &only_local).unwrap_err();
+        assert_eq!(err.to_string(), "Given URL https://example.com/m.mar does not match any allowed URL(s)");
+    }
+}

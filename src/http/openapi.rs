@@ -1,0 +1,105 @@
+//! The management API's OpenAPI 3 description, served on `OPTIONS /` and `/api-description`.
+
+pub const MANAGEMENT: &str = r##"{
+  "openapi": "3.0.1",
+  "info": {
+    "title": "tserve Management API",
+    "description": "TorchServe-compatible management API: register, scale, describe, list, unregister and set the default version of models.",
+    "version": "0.1.0"
+  },
+  "paths": {
+    "/models": {
+      "get": {
+        "operationId": "listModels",
+        "description": "List registered models (default versions), sorted by name.",
+        "parameters": [
+          {"in": "query", "name": "limit", "schema": {"type": "integer", "default": 100}},
+          {"in": "query", "name": "next_page_token", "schema": {"type": "string"}}
+        ],
+        "responses": {"200": {"description": "A page of models", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelList"}}}}}
+      },
+      "post": {
+        "operationId": "registerModel",
+        "description": "Register a model archive from the model store or a URL (needs enable_model_api).",
+        "parameters": [
+          {"in": "query", "name": "url", "required": true, "schema": {"type": "string"}},
+          {"in": "query", "name": "model_name", "schema": {"type": "string"}},
+          {"in": "query", "name": "handler", "schema": {"type": "string"}},
+          {"in": "query", "name": "runtime", "schema": {"type": "string", "enum": ["python", "python3", "LSP"]}},
+          {"in": "query", "name": "batch_size", "schema": {"type": "integer"}},
+          {"in": "query", "name": "max_batch_delay", "schema": {"type": "integer"}},
+          {"in": "query", "name": "initial_workers", "schema": {"type": "integer"}},
+          {"in": "query", "name": "synchronous", "schema": {"type": "boolean", "default": true}},
+          {"in": "query", "name": "response_timeout", "schema": {"type": "integer"}},
+          {"in": "query", "name": "startup_timeout", "schema": {"type": "integer"}}
+        ],
+        "responses": {
+          "200": {"$ref": "#/components/responses/Status"},
+          "202": {"$ref": "#/components/responses/Status"},
+          "400": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "405": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "500": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/models/{model_name}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "get": {"operationId": "describeModel", "responses": {"200": {"$ref": "#/components/responses/Describe"}, "404": {"$ref": "#/components/responses/Error"}}},
+      "put": {
+        "operationId": "scaleModel",
+        "parameters": [
+          {"in": "query", "name": "min_worker", "schema": {"type": "integer", "default": 1}},
+          {"in": "query", "name": "max_worker", "schema": {"type": "integer"}},
+          {"in": "query", "name": "synchronous", "schema": {"type": "boolean", "default": false}}
+        ],
+        "responses": {"200": {"$ref": "#/components/responses/Status"}, "202": {"$ref": "#/components/responses/Status"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}
+      },
+      "delete": {"operationId": "unregisterModel", "responses": {"200": {"$ref": "#/components/responses/Status"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "405": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/models/{model_name}/{model_version}": {
+      "parameters": [
+        {"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}},
+        {"in": "path", "name": "model_version", "required": true, "description": "A version, or 'all' for describe", "schema": {"type": "string"}}
+      ],
+      "get": {"operationId": "describeModelVersion", "responses": {"200": {"$ref": "#/components/responses/Describe"}, "404": {"$ref": "#/components/responses/Error"}}},
+      "put": {"operationId": "scaleModelVersion", "responses": {"200": {"$ref": "#/components/responses/Status"}, "202": {"$ref": "#/components/responses/Status"}, "404": {"$ref": "#/components/responses/Error"}}},
+      "delete": {"operationId": "unregisterModelVersion", "responses": {"200": {"$ref": "#/components/responses/Status"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/models/{model_name}/{model_version}/set-default": {
+      "parameters": [
+        {"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}},
+        {"in": "path", "name": "model_version", "required": true, "schema": {"type": "string"}}
+      ],
+      "put": {"operationId": "setDefault", "responses": {"200": {"$ref": "#/components/responses/Status"}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/v1/models/{model_name}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "get": {"operationId": "kserveReadiness", "responses": {"200": {"description": "{\"name\", \"ready\"}"}, "404": {"$ref": "#/components/responses/Error"}}}
+    }
+  },
+  "components": {
+    "schemas": {
+      "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+      "Error": {"type": "object", "properties": {"code": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"}}},
+      "ModelList": {"type": "object", "properties": {"nextPageToken": {"type": "string"}, "models": {"type": "array", "items": {"type": "object", "properties": {"modelName": {"type": "string"}, "modelUrl": {"type": "string"}}}}}}
+    },
+    "responses": {
+      "Status": {"description": "Outcome", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
+      "Error": {"description": "TorchServe error body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Describe": {"description": "An array with one object per model version", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}
+    }
+  }
+}
+"##;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn is_valid_json() {
+        let doc: serde_json::Value = serde_json::from_str(super::MANAGEMENT).unwrap();
+        assert_eq!(doc["openapi"], "3.0.1");
+        assert!(doc["paths"]["/models"]["post"].is_object());
+    }
+}

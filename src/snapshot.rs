@@ -1,0 +1,197 @@
+//! Config snapshots, as TorchServe writes them: `$LOG_LOCATION/config/<yyyyMMddHHmmssSSS>-<kind>.cfg`,
+//! a properties file holding the server's config plus `model_snapshot`, the JSON of every model
+//! version with its worker and batching settings. Written at start, after every management change
+//! and at stop; the newest one is restored at start when no config file is named.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    Startup,
+    Snapshot,
+    Shutdown,
+}
+
+impl SnapshotKind {
+    fn suffix(self) -> &'static str {
+        match self {
+            SnapshotKind::Startup => "startup",
+            SnapshotKind::Snapshot => "snapshot",
+            SnapshotKind::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// `model_snapshot`: TorchServe's JSON, keys in its order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSnapshot {
+    pub name: String,
+    pub model_count: usize,
+    pub created: i64,
+    /// Model name → version → settings.
+    pub models: BTreeMap<String, BTreeMap<String, SnapshotModel>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotModel {
+    pub default_version: bool,
+    /// The archive's file name in the model store.
+    pub mar_name: String,
+    pub min_workers: usize,
+    pub max_workers: usize,
+    pub batch_size: usize,
+    /// Milliseconds.
+    pub max_batch_delay: u64,
+    /// Seconds.
+    #[serde(default = "default_timeout")]
+    pub response_timeout: u64,
+    /// Seconds.
+    #[serde(default = "default_timeout")]
+    pub startup_timeout: u64,
+    #[serde(default = "default_runtime")]
+    pub runtime_type: String,
+}
+
+fn default_timeout() -> u64 {
+    120
+}
+
+fn default_runtime() -> String {
+    "python".to_string()
+}
+
+/// Writes snapshot files into one folder, each with the server's config properties.
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    /// The config properties every snapshot carries (without `model_snapshot`).
+    properties: BTreeMap<String, String>,
+}
+
+impl SnapshotWriter {
+    pub fn new(dir: PathBuf, mut properties: BTreeMap<String, String>) -> Self {
+        properties.remove("model_snapshot");
+        Self { dir, properties }
+    }
+
+    /// Writes `<timestamp>-<kind>.cfg`. Like TorchServe, never overwrites an existing file.
+    pub fn write(
+        &self,
+        kind: SnapshotKind,
+        models: BTreeMap<String, BTreeMap<String, SnapshotModel>>,
+    ) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let now = chrono::Local::now();
+        let name = format!("{}-{}.cfg", now.format("%Y%m%d%H%M%S%3f"), kind.suffix());
+        let path = self.dir.join(&name);
+        if path.exists() {
+            log::warn!("Snapshot {name} already exists. Not saving the snapshot.");
+            return Ok(path);
+        }
+        let snapshot = ModelSnapshot {
+            name,
+            model_count: models.values().map(BTreeMap::len).sum(),
+            created: now.timestamp_millis(),
+            models,
+        };
+        let json = serde_json::to_string_pretty(&snapshot).map_err(std::io::Error::other)?;
+        let mut properties = self.properties.clone();
+        properties.insert("model_snapshot".into(), json);
+
+        // Written beside and renamed into place, so a reader never sees half a snapshot.
+        let partial = self.dir.join(format!(".{}.partial", snapshot.name));
+        let file = std::fs::File::create(&partial)?;
+        let mut writer = java_properties::PropertiesWriter::new(std::io::BufWriter::new(file));
+        let to_io = |e: java_properties::PropertiesError| std::io::Error::other(e.to_string());
+        writer.write_comment("Saving snapshot").map_err(to_io)?;
+        writer.write_comment(&now.to_rfc2822()).map_err(to_io)?;
+        for (key, value) in &properties {
+            writer.write(key, value).map_err(to_io)?;
+        }
+        writer.finish().map_err(to_io)?;
+        drop(writer);
+        std::fs::rename(&partial, &path)?;
+        log::info!("wrote config snapshot {}", path.display());
+        Ok(path)
+    }
+}
+
+/// The newest snapshot in `dir`: the largest `yyyyMMddHHmmssSSS` prefix among `*.cfg` files.
+/// Files whose names do not start with such a timestamp are skipped (TorchServe crashes on them).
+pub fn latest(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().is_file())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stamp = name.strip_suffix(".cfg")?.split('-').next()?.to_string();
+            (stamp.len() == 17 && stamp.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| (stamp, entry.path()))
+        })
+        .max()
+        .map(|(_, path)| path)
+}
+
+/// Parses a `model_snapshot` value.
+pub fn parse(json: &str) -> Result<ModelSnapshot, String> {
+    serde_json::from_str(json).map_err(|e| format!("invalid model_snapshot: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(default_version: bool) -> SnapshotModel {
+        SnapshotModel {
+            default_version,
+            mar_name: "mlp.mar".into(),
+            min_workers: 2,
+            max_workers: 3,
+            batch_size: 4,
+            max_batch_delay: 50,
+            response_timeout: 30,
+            startup_timeout: 60,
+            runtime_type: "python".into(),
+        }
+    }
+
+    #[test]
+    fn writes_a_properties_file_that_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let properties = BTreeMap::from([("job_queue_size".to_string(), "7".to_string())]);
+        let writer = SnapshotWriter::new(dir.path().join("config"), properties);
+        let models = BTreeMap::from([(
+            "mlp".to_string(),
+            BTreeMap::from([("1.0".to_string(), entry(true))]),
+        )]);
+        let path = writer.write(SnapshotKind::Snapshot, models).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.ends_with("-snapshot.cfg") && name.len() == 17 + "-snapshot.cfg".len(), "{name}");
+        assert_eq!(latest(&dir.path().join("config")), Some(path.clone()));
+
+        let read = java_properties::read(std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(read["job_queue_size"], "7");
+        let snapshot = parse(&read["model_snapshot"]).unwrap();
+        assert_eq!(snapshot.name, name);
+        assert_eq!(snapshot.model_count, 1);
+        assert_eq!(snapshot.models["mlp"]["1.0"], entry(true));
+    }
+
+    #[test]
+    fn latest_skips_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["20240101000000000-startup.cfg", "20240102000000000-snapshot.cfg", "notes-x.cfg", "2025.cfg"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        assert_eq!(
+            latest(dir.path()).unwrap().file_name().unwrap(),
+            "20240102000000000-snapshot.cfg"
+        );
+    }
+}
