@@ -42,8 +42,12 @@ pub struct TestServer {
     pub management_url: String,
     /// Everything the server printed (stdout and stderr), for assertions on log lines.
     output: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
+
+/// Config lines that put both listeners on free ports.
+pub const FREE_PORTS: &str =
+    "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n";
 
 impl TestServer {
     /// Serves the fixture archives `models` with one worker each, plus `config` lines.
@@ -68,23 +72,29 @@ impl TestServer {
                 .unwrap();
         }
         let config_path = dir.path().join("config.properties");
-        std::fs::write(
-            &config_path,
-            format!(
-                "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n{config}\n"
-            ),
-        )
-        .unwrap();
-        let mut command = tserve_command(dir.path());
-        command
-            .args(["--foreground", "--ncs", "--ts-config"])
-            .arg(&config_path)
-            .arg("--model-store")
-            .arg(&store);
+        std::fs::write(&config_path, format!("{FREE_PORTS}{config}\n")).unwrap();
+        let mut args: Vec<String> = ["--foreground", "--ncs", "--ts-config", "config.properties"]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--model-store".to_string(), "model_store".to_string()]);
         if !models_arg.is_empty() {
-            command.arg("--models").args(models_arg);
+            args.push("--models".into());
+            args.extend(models_arg.iter().map(|m| m.to_string()));
         }
-        let mut child = command
+        match Self::spawn_in(dir.path(), &args) {
+            Ok(mut server) => {
+                server._dir = Some(dir);
+                server
+            }
+            Err((_, output)) => panic!("tserve did not bind; output:\n{output}"),
+        }
+    }
+
+    /// Runs `tserve <args>` in `dir` until it has bound both listeners. If it exits first, gives
+    /// back its exit code and output.
+    pub fn spawn_in(dir: &Path, args: &[String]) -> Result<Self, (Option<i32>, String)> {
+        let mut child = tserve_command(dir)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -93,21 +103,31 @@ impl TestServer {
         let (bound_tx, bound_rx) = mpsc::channel();
         collect_lines(child.stdout.take().unwrap(), output.clone(), Some(bound_tx));
         collect_lines(child.stderr.take().unwrap(), output.clone(), None);
-        let mut bound = || match bound_rx.recv_timeout(Duration::from_secs(180)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("tserve did not bind; output:\n{}", output.lock().unwrap());
+        let mut urls = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while urls.len() < 2 {
+            match bound_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(url) => urls.push(url),
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(200));
+                        let output = output.lock().unwrap().clone();
+                        return Err((status.code(), output));
+                    }
+                    if std::time::Instant::now() > deadline {
+                        let _ = child.kill();
+                        return Err((None, output.lock().unwrap().clone()));
+                    }
+                }
             }
-        };
-        let (base_url, management_url) = (bound(), bound());
-        Self {
-            child,
-            base_url,
-            management_url,
-            output,
-            _dir: dir,
         }
+        Ok(Self {
+            child,
+            management_url: urls.pop().unwrap_or_default(),
+            base_url: urls.pop().unwrap_or_default(),
+            output,
+            _dir: None,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -130,9 +150,21 @@ impl TestServer {
         Reply::from(ureq::request(method, &self.url(path)).send_bytes(body))
     }
 
+    /// The model store of a server started with [`TestServer::launch`].
+    pub fn store_path(&self) -> std::path::PathBuf {
+        self._dir.as_ref().map(|d| d.path().join("model_store")).unwrap_or_default()
+    }
+
     /// A request to the management API.
     pub fn manage(&self, method: &str, path: &str) -> Reply {
         Reply::from(ureq::request(method, &format!("{}{path}", self.management_url)).call())
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(mut self) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(40))
     }
 
     /// The process id, for signalling it.

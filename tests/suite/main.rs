@@ -6,6 +6,7 @@
 mod actors;
 mod helpers;
 mod launcher;
+mod management;
 mod model;
 mod preprocessing;
 mod resilience;
