@@ -12,6 +12,7 @@
 
 pub mod actors;
 pub mod archive;
+pub mod archiver;
 pub mod cli;
 pub mod config;
 pub mod handlers;

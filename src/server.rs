@@ -205,10 +205,10 @@ async fn register(
     config: &Config,
     supervisor: &Addr<Supervisor>,
 ) -> anyhow::Result<Registration> {
-    let (store, location) = (store.to_path_buf(), location.to_string());
+    let (store, location, limits) = (store.to_path_buf(), location.to_string(), config.archive_limits);
     // Unpacking an archive is blocking file work: keep it off the async threads.
     let archive =
-        tokio::task::spawn_blocking(move || ModelArchive::open(&store, &location)).await??;
+        tokio::task::spawn_blocking(move || ModelArchive::open(&store, &location, limits)).await??;
     let spec = ModelSpec::from_archive(archive, name, config, origin, overrides)?;
     let registration: Result<Registration, ManagerError> =
         supervisor.send(Register::at_startup(spec, make_default)).await?;

@@ -144,9 +144,11 @@ impl ModelSpec {
             .model_overrides(&name, &version)
             .cloned()
             .unwrap_or_default();
+        // The YAML's other keys go to the handler untouched.
+        let handler_settings = yaml.handler_settings.clone();
         Ok(ModelSpecBuilder::new(&name, &version, serialized)
             .model_dir(archive.dir.clone())
-            .handler(Arc::new(move |dir| handlers::build_handler(kind, dir)))
+            .handler(Arc::new(move |dir| handlers::build_handler(kind, dir, &handler_settings)))
             .config(config)
             .settings(&yaml, &from_config, config)
             .overrides(overrides, &yaml)
@@ -172,7 +174,9 @@ impl ModelSpecBuilder {
                 runtime: "python".to_string(),
                 model_file,
                 model_dir,
-                handler: Arc::new(|dir| handlers::build_handler(HandlerKind::Base, dir)),
+                handler: Arc::new(|dir| {
+                    handlers::build_handler(HandlerKind::Base, dir, &Default::default())
+                }),
                 min_workers: 1,
                 max_workers: 1,
                 gpu_ids: Vec::new(),

@@ -11,10 +11,10 @@ use super::ArchiveError;
 pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_on: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
     #[serde(default = "default_runtime")]
     pub runtime: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub model: ModelSection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archiver_version: Option<String>,
@@ -23,9 +23,8 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSection {
+    // Field order is torch-model-archiver's key order in MANIFEST.json.
     pub model_name: String,
-    #[serde(default = "default_version")]
-    pub model_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serialized_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +32,8 @@ pub struct ModelSection {
     /// Present for eager-mode archives: a Python file defining the model class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_file: Option<String>,
+    #[serde(default = "default_version")]
+    pub model_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requirements_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,39 +52,48 @@ fn default_version() -> String {
 }
 
 impl Manifest {
-    /// Reads `dir/MAR-INF/MANIFEST.json`. An archive without one gets TorchServe's default
-    /// manifest, named after its file.
-    pub fn read_dir(dir: &Path, default_name: &str) -> Result<Self, ArchiveError> {
+    /// Reads `dir/MAR-INF/MANIFEST.json`. (TorchServe falls back to an empty manifest, which
+    /// names no model file and so cannot be served by tserve: a missing manifest is an error.)
+    pub fn read_dir(dir: &Path) -> Result<Self, ArchiveError> {
         let path = dir.join("MAR-INF").join("MANIFEST.json");
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::default_for(default_name))
+                return Err(ArchiveError::InvalidManifest {
+                    path,
+                    message: "the archive has no MAR-INF/MANIFEST.json".into(),
+                })
             }
             Err(source) => return Err(ArchiveError::Io { path, source }),
         };
-        serde_json::from_str(&text).map_err(|e| ArchiveError::InvalidManifest {
-            path,
+        let manifest: Self = serde_json::from_str(&text).map_err(|e| ArchiveError::InvalidManifest {
+            path: path.clone(),
             message: e.to_string(),
-        })
+        })?;
+        if manifest.model.model_name.is_empty() {
+            return Err(ArchiveError::InvalidManifest {
+                path,
+                message: "Model name is not defined.".into(),
+            });
+        }
+        Ok(manifest)
     }
 
-    fn default_for(name: &str) -> Self {
-        Self {
-            created_on: None,
-            description: None,
-            runtime: default_runtime(),
-            model: ModelSection {
-                model_name: name.to_string(),
-                model_version: default_version(),
-                serialized_file: None,
-                handler: None,
-                model_file: None,
-                requirements_file: None,
-                config_file: None,
-                description: None,
-            },
-            archiver_version: None,
+    /// The manifest as torch-model-archiver writes it: `json.dumps(indent=2)`, which escapes
+    /// non-ASCII characters and ends without a newline.
+    pub fn to_json(&self) -> String {
+        let pretty = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut ascii = String::with_capacity(pretty.len());
+        for c in pretty.chars() {
+            if c.is_ascii() {
+                ascii.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    ascii.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
         }
+        ascii
     }
 }

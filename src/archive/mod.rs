@@ -8,12 +8,15 @@ mod extract;
 mod fetch;
 mod manifest;
 mod model_config;
+mod write;
 
 use std::path::{Path, PathBuf};
 
+pub use extract::Limits;
 pub use fetch::{fetch_into_store, StoreEntry};
 pub use manifest::{Manifest, ModelSection};
 pub use model_config::{DeviceType, ModelConfig};
+pub use write::{pack, ArchiveFormat, PackError, PackOptions, PackReport, ARCHIVER_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -34,7 +37,9 @@ pub enum ArchiveError {
     },
     #[error("corrupt archive {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error("archive {path} has an unsafe entry {entry:?}: it would be written outside its folder")]
+    #[error("archive {path} expands to {limit}, past the configured limit")]
+    TooLarge { path: PathBuf, limit: String },
+    #[error("archive {path} has an unsafe entry {entry:?}: a link, a device, or a path outside its folder")]
     UnsafeEntry { path: PathBuf, entry: String },
     #[error("invalid MANIFEST.json in {path}: {message}")]
     InvalidManifest { path: PathBuf, message: String },
@@ -48,16 +53,34 @@ pub enum ArchiveError {
 #[derive(Debug)]
 pub struct ModelArchive {
     pub manifest: Manifest,
-    /// Where the archive's files are: the unpacked copy of a `.mar`, or the store's own folder.
+    /// Where the archive's files are: the unpacked copy of a `.mar`/`.tar.gz`, or the store's
+    /// own folder.
     pub dir: PathBuf,
-    /// Keeps an unpacked `.mar` on disk while the model is in use; removed on drop.
+    /// Keeps an unpacked archive on disk while the model is in use; removed on drop.
     _unpacked: Option<tempfile::TempDir>,
+}
+
+/// How a file in the store is packed, by its name.
+enum Packing {
+    Zip,
+    TarGz,
+}
+
+fn packing(location: &str) -> Option<Packing> {
+    if location.ends_with(".mar") || location.ends_with(".model") {
+        Some(Packing::Zip)
+    } else if location.ends_with(".tar.gz") || location.ends_with(".tgz") {
+        Some(Packing::TarGz)
+    } else {
+        None
+    }
 }
 
 impl ModelArchive {
     /// Opens `location` (a file or folder name in `store`). TorchServe refuses names that walk
-    /// out of the store, and so does this.
-    pub fn open(store: &Path, location: &str) -> Result<Self, ArchiveError> {
+    /// out of the store, and so does this. Archives are unpacked into a private temporary
+    /// folder; the store itself is only read, so a failed open changes nothing there.
+    pub fn open(store: &Path, location: &str, limits: Limits) -> Result<Self, ArchiveError> {
         let relative = Path::new(location);
         if relative.is_absolute()
             || relative
@@ -68,19 +91,17 @@ impl ModelArchive {
         }
         let path = store.join(relative);
         if path.is_dir() {
-            let manifest = Manifest::read_dir(&path, default_name(location))?;
+            let dir = model_root(&path);
             return Ok(Self {
-                manifest,
-                dir: path,
+                manifest: Manifest::read_dir(&dir)?,
+                dir,
                 _unpacked: None,
             });
         }
         if !path.is_file() {
             return Err(ArchiveError::NotFound(location.to_string()));
         }
-        if !location.ends_with(".mar") {
-            return Err(ArchiveError::UnsupportedFormat(path));
-        }
+        let packing = packing(location).ok_or_else(|| ArchiveError::UnsupportedFormat(path.clone()))?;
         let unpacked = tempfile::Builder::new()
             .prefix("tserve-model-")
             .tempdir()
@@ -88,11 +109,14 @@ impl ModelArchive {
                 path: path.clone(),
                 source,
             })?;
-        extract::unzip(&path, unpacked.path())?;
-        let manifest = Manifest::read_dir(unpacked.path(), default_name(location))?;
+        match packing {
+            Packing::Zip => extract::unzip(&path, unpacked.path(), limits)?,
+            Packing::TarGz => extract::untar_gz(&path, unpacked.path(), limits)?,
+        }
+        let dir = model_root(unpacked.path());
         Ok(Self {
-            manifest,
-            dir: unpacked.path().to_path_buf(),
+            manifest: Manifest::read_dir(&dir)?,
+            dir,
             _unpacked: Some(unpacked),
         })
     }
@@ -106,11 +130,19 @@ impl ModelArchive {
     }
 }
 
-/// The name TorchServe gives a model whose archive has no manifest: the file name without its
-/// extension.
-fn default_name(location: &str) -> &str {
-    let file = location.rsplit('/').next().unwrap_or(location);
-    file.strip_suffix(".mar").unwrap_or(file)
+/// Where the model's files are: the folder itself, or (as TorchServe does for `.tar.gz`, whose
+/// entries sit under `<name>/`) its only subfolder when it has no manifest of its own.
+fn model_root(dir: &Path) -> PathBuf {
+    if dir.join("MAR-INF").is_dir() {
+        return dir.to_path_buf();
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    match entries.as_slice() {
+        [only] if only.is_dir() => only.clone(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// The archives `load_models=all` picks up: `.mar` files and folders, sorted for a stable order.
@@ -126,7 +158,7 @@ pub fn list_store(store: &Path) -> Result<Vec<String>, ArchiveError> {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             !name.starts_with('.')
-                && ((path.is_file() && name.ends_with(".mar"))
+                && ((path.is_file() && packing(&name).is_some())
                     || path.join("MAR-INF").join("MANIFEST.json").is_file())
         })
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
@@ -161,7 +193,7 @@ mod tests {
             &store.path().join("mlp.mar"),
             &[("MAR-INF/MANIFEST.json", MANIFEST), ("mlp.pt", b"weights")],
         );
-        let archive = ModelArchive::open(store.path(), "mlp.mar").unwrap();
+        let archive = ModelArchive::open(store.path(), "mlp.mar", Limits::default()).unwrap();
         assert_eq!(archive.manifest.model.model_name, "mlp");
         assert_eq!(archive.manifest.model.model_version, "2.0");
         assert_eq!(std::fs::read(archive.dir.join("mlp.pt")).unwrap(), b"weights");
@@ -177,14 +209,14 @@ mod tests {
             &store.path().join("evil.mar"),
             &[("MAR-INF/MANIFEST.json", MANIFEST), ("../../escaped.txt", b"x")],
         );
-        let err = ModelArchive::open(store.path(), "evil.mar").unwrap_err();
+        let err = ModelArchive::open(store.path(), "evil.mar", Limits::default()).unwrap_err();
         assert!(matches!(err, ArchiveError::UnsafeEntry { .. }), "{err}");
     }
 
     #[test]
     fn refuses_paths_out_of_the_store() {
         let store = tempfile::tempdir().unwrap();
-        let err = ModelArchive::open(store.path(), "../x.mar").unwrap_err();
+        let err = ModelArchive::open(store.path(), "../x.mar", Limits::default()).unwrap_err();
         assert!(matches!(err, ArchiveError::PathEscapesStore(_)));
     }
 
@@ -192,17 +224,66 @@ mod tests {
     fn corrupt_zip_is_a_clear_error() {
         let store = tempfile::tempdir().unwrap();
         std::fs::write(store.path().join("bad.mar"), b"not a zip at all").unwrap();
-        let err = ModelArchive::open(store.path(), "bad.mar").unwrap_err();
+        let err = ModelArchive::open(store.path(), "bad.mar", Limits::default()).unwrap_err();
         assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err}");
     }
 
     #[test]
-    fn missing_manifest_defaults_like_torchserve() {
+    fn missing_or_malformed_manifest_is_a_clear_error() {
         let store = tempfile::tempdir().unwrap();
         write_mar(&store.path().join("noop.mar"), &[("model.pt", b"w")]);
-        let archive = ModelArchive::open(store.path(), "noop.mar").unwrap();
-        assert_eq!(archive.manifest.model.model_name, "noop");
-        assert_eq!(archive.manifest.model.model_version, "1.0");
+        let err = ModelArchive::open(store.path(), "noop.mar", Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("no MAR-INF/MANIFEST.json"), "{err}");
+        write_mar(&store.path().join("bad.mar"), &[("MAR-INF/MANIFEST.json", b"{\"model\": 3")]);
+        let err = ModelArchive::open(store.path(), "bad.mar", Limits::default()).unwrap_err();
+        assert!(matches!(err, ArchiveError::InvalidManifest { .. }), "{err}");
+    }
+
+    #[test]
+    fn zip_bombs_stop_at_the_limits() {
+        let store = tempfile::tempdir().unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        write_mar(&store.path().join("bomb.mar"), &[("MAR-INF/MANIFEST.json", MANIFEST), ("zeros", &zeros)]);
+        let small = Limits { max_bytes: 1000, max_entries: 100 };
+        let err = ModelArchive::open(store.path(), "bomb.mar", small).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooLarge { .. }), "{err}");
+        let few = Limits { max_bytes: 1 << 30, max_entries: 1 };
+        let err = ModelArchive::open(store.path(), "bomb.mar", few).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooLarge { .. }), "{err}");
+        assert!(ModelArchive::open(store.path(), "bomb.mar", Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn tar_gz_with_a_top_folder() {
+        let store = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(store.path().join("mlp.tar.gz")).unwrap();
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
+        for (name, data) in [("mlp/mlp.pt", &b"weights"[..]), ("mlp/MAR-INF/MANIFEST.json", MANIFEST)] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        let archive = ModelArchive::open(store.path(), "mlp.tar.gz", Limits::default()).unwrap();
+        assert_eq!(archive.manifest.model.model_name, "mlp");
+        assert_eq!(std::fs::read(archive.dir.join("mlp.pt")).unwrap(), b"weights");
+    }
+
+    #[test]
+    fn tar_links_are_refused() {
+        let store = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(store.path().join("link.tar.gz")).unwrap();
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_cksum();
+        tar.append_link(&mut header, "m/escape", "/etc/passwd").unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+        let err = ModelArchive::open(store.path(), "link.tar.gz", Limits::default()).unwrap_err();
+        assert!(matches!(err, ArchiveError::UnsafeEntry { .. }), "{err}");
     }
 
     #[test]

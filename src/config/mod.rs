@@ -91,6 +91,8 @@ pub struct Config {
     pub default_response_timeout: Duration,
     /// How long a worker may take to load its model.
     pub default_startup_timeout: Duration,
+    /// How far a model archive may expand when unpacked (zip-bomb protection).
+    pub archive_limits: crate::archive::Limits,
     /// Per-model settings from the `models=` key: model name → version → settings.
     pub models: BTreeMap<String, BTreeMap<String, ModelOverrides>>,
 }
@@ -138,6 +140,8 @@ const SUPPORTED_KEYS: &[&str] = &[
     "default_response_timeout",
     "default_startup_timeout",
     "models",
+    "archive_max_bytes",
+    "archive_max_entries",
 ];
 
 /// Keys TorchServe knows that tserve accepts but does not act on yet: they are logged, so a
@@ -306,6 +310,13 @@ impl Config {
             max_request_size: reader.parse("max_request_size")?.unwrap_or(6_553_500),
             default_response_timeout: seconds("default_response_timeout")?,
             default_startup_timeout: seconds("default_startup_timeout")?,
+            archive_limits: {
+                let defaults = crate::archive::Limits::default();
+                crate::archive::Limits {
+                    max_bytes: reader.parse("archive_max_bytes")?.unwrap_or(defaults.max_bytes),
+                    max_entries: reader.parse("archive_max_entries")?.unwrap_or(defaults.max_entries),
+                }
+            },
             models: match props.get("models") {
                 Some(json) => serde_json::from_str(json).map_err(|e| ConfigError::InvalidValue {
                     key: "models".into(),

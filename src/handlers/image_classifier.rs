@@ -17,10 +17,10 @@ pub struct ImageClassifier {
 impl ImageClassifier {
     pub const DEFAULT_TOP_K: i64 = 5;
 
-    pub fn new(model_dir: &Path) -> Result<Self, ModelError> {
+    pub fn new(model_dir: &Path, top_k: Option<i64>) -> Result<Self, ModelError> {
         Ok(Self {
             labels: Labels::read(model_dir)?,
-            top_k: Self::DEFAULT_TOP_K,
+            top_k: top_k.unwrap_or(Self::DEFAULT_TOP_K),
         })
     }
 }

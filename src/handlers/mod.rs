@@ -100,9 +100,22 @@ pub trait Handler: Send {
 }
 
 /// Builds a handler, reading what it needs (e.g. `index_to_name.json`) from the model folder.
-pub fn build_handler(kind: HandlerKind, model_dir: &Path) -> Result<Box<dyn Handler>, ModelError> {
+/// `settings` are the model-config YAML's keys that are not frontend settings (TorchServe's
+/// `context.model_yaml_config`); `handler: {topk: N}` sets image_classifier's number of classes.
+pub fn build_handler(
+    kind: HandlerKind,
+    model_dir: &Path,
+    settings: &serde_yaml_ng::Mapping,
+) -> Result<Box<dyn Handler>, ModelError> {
     Ok(match kind {
-        HandlerKind::ImageClassifier => Box::new(ImageClassifier::new(model_dir)?),
+        HandlerKind::ImageClassifier => {
+            let top_k = settings
+                .get("handler")
+                .and_then(|handler| handler.get("topk"))
+                .and_then(serde_yaml_ng::Value::as_i64)
+                .filter(|&k| k > 0);
+            Box::new(ImageClassifier::new(model_dir, top_k)?)
+        }
         HandlerKind::Base => Box::new(BaseHandler),
     })
 }

@@ -148,11 +148,12 @@ async fn register(
     }
     let store = config.model_store.clone().ok_or(ApiError::NoModelStore)?;
     let allowed = config.allowed_urls.clone();
+    let limits = config.archive_limits;
     let source = url.clone();
     // Downloading and unpacking block: off the async threads.
     let (entry, archive) = web::block(move || {
         let entry = fetch_into_store(&store, &source, &allowed)?;
-        match ModelArchive::open(&store, &entry.name) {
+        match ModelArchive::open(&store, &entry.name, limits) {
             Ok(archive) => Ok((entry, archive)),
             Err(e) => {
                 remove_download(entry.downloaded.as_deref());

@@ -4,6 +4,7 @@
 //! server a real `tserve` process on a free port, spoken to over HTTP.
 
 mod actors;
+mod archiver;
 mod helpers;
 mod launcher;
 mod management;
