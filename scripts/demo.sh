@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # The quick start: set up, make the demo model (TorchScript ResNet-18, random weights, ImageNet
-# labels) as model_store/resnet18.mar, and serve it in the foreground.
+# labels), pack it with tserve-archiver into model_store/resnet18.mar, and serve it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/python tests/fixtures/make_models.py --demo model_store
+if [ ! -f model_store/resnet18.mar ]; then
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    .venv/bin/python tests/fixtures/make_models.py --demo "$work"
+    target/release/tserve-archiver --model-name resnet18 --version 1.0 \
+        --serialized-file "$work/resnet18.pt" --extra-files "$work/index_to_name.json" \
+        --handler image_classifier --export-path model_store
+fi
 
 cat <<'TXT'
 
-tserve is starting on http://127.0.0.1:8080. In another terminal, try:
+tserve is starting: inference on http://127.0.0.1:8080, management on http://127.0.0.1:8081.
+In another terminal, try:
 
     curl http://127.0.0.1:8080/ping
     curl http://127.0.0.1:8080/predictions/resnet18 -T examples/kitten_small.jpg
+    curl http://127.0.0.1:8081/models/resnet18
 
 Stop it with Ctrl-C (or `target/release/tserve --stop`).
 
