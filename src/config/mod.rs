@@ -249,26 +249,9 @@ impl Config {
             _ if number_of_gpu > 0 => number_of_gpu,
             _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let inference_address = match props.get("inference_address") {
-            Some(value) => ListenAddress::parse(value, 80).map_err(|reason| {
-                ConfigError::InvalidValue {
-                    key: "inference_address".into(),
-                    value: value.clone(),
-                    reason,
-                }
-            })?,
-            None => ListenAddress::new("127.0.0.1", 8080),
-        };
-        let management_address = match props.get("management_address") {
-            Some(value) => ListenAddress::parse(value, 8081).map_err(|reason| {
-                ConfigError::InvalidValue {
-                    key: "management_address".into(),
-                    value: value.clone(),
-                    reason,
-                }
-            })?,
-            None => ListenAddress::new("127.0.0.1", 8081),
-        };
+        // TorchServe's defaults: with no port, inference gets 80 and management 8081.
+        let inference_address = reader.address("inference_address", 80, 8080)?;
+        let management_address = reader.address("management_address", 8081, 8081)?;
         let allowed_urls = props
             .get("allowed_urls")
             .map_or(DEFAULT_ALLOWED_URLS, String::as_str)
@@ -397,6 +380,21 @@ fn split_model_list(values: &[String]) -> Vec<String> {
 struct Properties<'a>(&'a BTreeMap<String, String>);
 
 impl Properties<'_> {
+    /// A listener address: `http://127.0.0.1:<unset_port>` when the key is absent,
+    /// `default_port` when the value names none.
+    fn address(&self, key: &str, default_port: u16, unset_port: u16) -> Result<ListenAddress, ConfigError> {
+        match self.0.get(key) {
+            Some(value) => ListenAddress::parse(value, default_port).map_err(|reason| {
+                ConfigError::InvalidValue {
+                    key: key.to_string(),
+                    value: value.clone(),
+                    reason,
+                }
+            }),
+            None => Ok(ListenAddress::new("127.0.0.1", unset_port)),
+        }
+    }
+
     fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ConfigError>
     where
         T::Err: std::fmt::Display,
