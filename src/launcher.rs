@@ -23,8 +23,7 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.stop {
-        stop(running, &pid_file);
-        return ExitCode::SUCCESS;
+        return stop(running, &pid_file);
     }
     // A background start re-runs this command with --foreground; its parent has already
     // written the child's own pid into the file.
@@ -32,15 +31,20 @@ pub fn run(args: Args) -> ExitCode {
         println!("tserve is already running, please use tserve --stop to stop tserve.");
         return ExitCode::FAILURE;
     }
-    let config = match check_start_arguments(&args) {
-        Ok(config) => config,
-        Err(message) => {
-            println!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
+    if let Err(message) = check_start_arguments(&args) {
+        println!("{message}");
+        return ExitCode::FAILURE;
+    }
     if args.foreground {
-        serve_here(config, &pid_file)
+        // The launcher's checks counted no GPUs; the server counts them (this loads CUDA).
+        let gpus = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+        match Config::resolve(&args.config_overrides(), gpus) {
+            Ok(config) => serve_here(config, &pid_file),
+            Err(e) => {
+                println!("{e}");
+                ExitCode::FAILURE
+            }
+        }
     } else {
         start_in_background(&pid_file)
     }
@@ -56,8 +60,12 @@ fn running_server(pid_file: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(pid_file).ok()?;
     let pid: i32 = text.trim().parse().ok()?;
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmdline) => String::from_utf8_lossy(&cmdline)
-            .contains("tserve")
+        // The program's own name, so a reused pid of another program is never signalled.
+        Ok(cmdline) => cmdline
+            .split(|&b| b == 0)
+            .next()
+            .map(|argv0| String::from_utf8_lossy(argv0).rsplit('/').next() == Some("tserve"))
+            .unwrap_or(false)
             .then_some(pid),
         Err(_) => {
             println!("Removing orphan pid file.");
@@ -67,10 +75,10 @@ fn running_server(pid_file: &Path) -> Option<i32> {
     }
 }
 
-fn stop(running: Option<i32>, pid_file: &Path) {
+fn stop(running: Option<i32>, pid_file: &Path) -> ExitCode {
     let Some(pid) = running else {
         println!("tserve is not currently running.");
-        return;
+        return ExitCode::SUCCESS;
     };
     match kill(Pid::from_raw(pid), Signal::SIGTERM) {
         Ok(()) => {
@@ -79,8 +87,9 @@ fn stop(running: Option<i32>, pid_file: &Path) {
             let deadline = Instant::now() + STOP_WAIT;
             while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
                 if Instant::now() > deadline {
+                    // Still running: keep the pid file, so a --start does not start a second.
                     println!("tserve did not stop within {}s.", STOP_WAIT.as_secs());
-                    break;
+                    return ExitCode::FAILURE;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -89,6 +98,7 @@ fn stop(running: Option<i32>, pid_file: &Path) {
         Err(_) => println!("tserve already stopped."),
     }
     let _ = std::fs::remove_file(pid_file);
+    ExitCode::SUCCESS
 }
 
 fn is_zombie(pid: i32) -> bool {
@@ -98,7 +108,7 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 /// The launcher's checks, in its order and with its messages.
-fn check_start_arguments(args: &Args) -> Result<Config, String> {
+fn check_start_arguments(args: &Args) -> Result<(), String> {
     if let Some(log_config) = &args.log_config {
         if !log_config.is_file() {
             return Err(format!("--log-config file not found: {}", log_config.display()));
@@ -121,7 +131,7 @@ fn check_start_arguments(args: &Args) -> Result<Config, String> {
             return Err(format!("--workflow-store directory not found: {}", store.display()));
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 fn serve_here(config: Config, pid_file: &Path) -> ExitCode {

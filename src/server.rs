@@ -49,6 +49,14 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.inference_address))?;
     let management = crate::http::bind_management(&config, supervisor.clone())
         .with_context(|| format!("cannot listen on {}", config.management_address))?;
+    for address in [&config.inference_address, &config.management_address] {
+        if !matches!(address.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+            log::warn!(
+                "listening on {address}, beyond this machine: tserve has no token authorization \
+                 yet, so anyone who can reach this address can use it"
+            );
+        }
+    }
     let handles = [inference.server.handle(), management.server.handle()];
     actix::spawn(async move {
         tokio::select! {

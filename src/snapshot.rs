@@ -71,23 +71,46 @@ pub struct SnapshotWriter {
     dir: PathBuf,
     /// The config properties every snapshot carries (without `model_snapshot`).
     properties: BTreeMap<String, String>,
+    /// The last timestamp given out, in ms: each snapshot gets a later one than the last, so
+    /// the newest file is always the latest state, even for changes within one millisecond.
+    last_stamp: i64,
+}
+
+/// A snapshot's name and time, fixed when the change happens; written later.
+pub struct SnapshotName {
+    kind: SnapshotKind,
+    time: chrono::DateTime<chrono::Local>,
 }
 
 impl SnapshotWriter {
     pub fn new(dir: PathBuf, mut properties: BTreeMap<String, String>) -> Self {
         properties.remove("model_snapshot");
-        Self { dir, properties }
+        Self {
+            dir,
+            properties,
+            last_stamp: 0,
+        }
+    }
+
+    /// Names the next snapshot, later than every one before.
+    pub fn next_name(&mut self, kind: SnapshotKind) -> SnapshotName {
+        let mut time = chrono::Local::now();
+        if time.timestamp_millis() <= self.last_stamp {
+            time += chrono::Duration::milliseconds(self.last_stamp + 1 - time.timestamp_millis());
+        }
+        self.last_stamp = time.timestamp_millis();
+        SnapshotName { kind, time }
     }
 
     /// Writes `<timestamp>-<kind>.cfg`. Like TorchServe, never overwrites an existing file.
     pub fn write(
         &self,
-        kind: SnapshotKind,
+        name: SnapshotName,
         models: BTreeMap<String, BTreeMap<String, SnapshotModel>>,
     ) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
-        let now = chrono::Local::now();
-        let name = format!("{}-{}.cfg", now.format("%Y%m%d%H%M%S%3f"), kind.suffix());
+        let now = name.time;
+        let name = format!("{}-{}.cfg", now.format("%Y%m%d%H%M%S%3f"), name.kind.suffix());
         let path = self.dir.join(&name);
         if path.exists() {
             log::warn!("Snapshot {name} already exists. Not saving the snapshot.");
@@ -165,12 +188,16 @@ mod tests {
     fn writes_a_properties_file_that_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let properties = BTreeMap::from([("job_queue_size".to_string(), "7".to_string())]);
-        let writer = SnapshotWriter::new(dir.path().join("config"), properties);
+        let mut writer = SnapshotWriter::new(dir.path().join("config"), properties);
         let models = BTreeMap::from([(
             "mlp".to_string(),
             BTreeMap::from([("1.0".to_string(), entry(true))]),
         )]);
-        let path = writer.write(SnapshotKind::Snapshot, models).unwrap();
+        let first = writer.next_name(SnapshotKind::Snapshot);
+        let second = writer.next_name(SnapshotKind::Snapshot);
+        let path = writer.write(second, models.clone()).unwrap();
+        let older = writer.write(first, models).unwrap();
+        assert!(older < path, "names follow the order of the changes, not of the writes");
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         assert!(name.ends_with("-snapshot.cfg") && name.len() == 17 + "-snapshot.cfg".len(), "{name}");
         assert_eq!(latest(&dir.path().join("config")), Some(path.clone()));

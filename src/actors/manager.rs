@@ -8,7 +8,7 @@
 //! successful load) for up to `max_retry_timeout` after the first failure. The number of ready
 //! workers is published on a watch channel for /ping and start-up.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,8 +120,8 @@ pub struct ModelManager {
     backoff_step: usize,
     /// When the current run of worker failures began; None while workers load fine.
     recovery_started: Option<Instant>,
-    /// Replacements scheduled but not started yet.
-    pending_restarts: usize,
+    /// Pool positions whose replacement is scheduled but not started yet.
+    pending_restarts: BTreeSet<usize>,
     health: watch::Sender<ModelHealth>,
     /// Workers wanted now (the scale API changes it).
     min_workers: usize,
@@ -131,18 +131,24 @@ pub struct ModelManager {
 }
 
 impl ModelManager {
-    pub fn new(spec: Arc<ModelSpec>, health: watch::Sender<ModelHealth>) -> Self {
+    /// A manager keeping `min_workers` workers (at most `max_workers`).
+    pub fn new(
+        spec: Arc<ModelSpec>,
+        (min_workers, max_workers): (usize, usize),
+        health: watch::Sender<ModelHealth>,
+    ) -> Self {
         Self {
-            queue: VecDeque::with_capacity(spec.job_queue_size),
+            // Not pre-allocated: the configured capacity may be far larger than ever used.
+            queue: VecDeque::new(),
             spec: spec.clone(),
             workers: BTreeMap::new(),
             forming: None,
             backoff_step: 0,
             recovery_started: None,
-            pending_restarts: 0,
+            pending_restarts: BTreeSet::new(),
             health,
-            min_workers: spec.min_workers,
-            max_workers: spec.max_workers,
+            min_workers,
+            max_workers,
             shut_down: false,
         }
     }
@@ -155,6 +161,22 @@ impl ModelManager {
         let id = NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed);
         let device = self.spec.device_for(index);
         let worker = Worker::new(id, self.spec.clone(), device, ctx.address().recipient());
+        // A load that never finishes would hold the position forever: past the startup
+        // timeout the worker counts as failed.
+        ctx.run_later(self.spec.startup_timeout, move |manager, ctx| {
+            let still_loading = manager
+                .workers
+                .get(&id)
+                .is_some_and(|slot| slot.state == WorkerState::Loading);
+            if still_loading {
+                log::error!(
+                    "{}: model did not load within {}s",
+                    worker_name(id, &manager.spec),
+                    manager.spec.startup_timeout.as_secs()
+                );
+                manager.worker_died(id, true, ctx);
+            }
+        });
         let slot = WorkerSlot {
             addr: worker.start(),
             state: WorkerState::Loading,
@@ -172,23 +194,31 @@ impl ModelManager {
         if self.shut_down {
             return;
         }
-        let taken: Vec<usize> = self
-            .workers
-            .values()
-            .filter(|slot| !slot.retiring)
-            .map(|slot| slot.index)
-            .collect();
-        for index in (0..self.min_workers).filter(|i| !taken.contains(i)) {
-            self.start_worker(index, ctx);
+        for index in 0..self.min_workers {
+            if !self.position_taken(index) {
+                self.start_worker(index, ctx);
+            }
         }
+    }
+
+    /// Whether pool position `index` has a worker, or one coming.
+    fn position_taken(&self, index: usize) -> bool {
+        self.pending_restarts.contains(&index)
+            || self
+                .workers
+                .values()
+                .any(|slot| slot.index == index && !slot.retiring)
     }
 
     /// Retires the workers at pool positions from `keep` on. An idle or loading one goes at
     /// once; a busy one finishes its batch first, so no accepted job is lost.
-    fn shrink_pool(&mut self, keep: usize) {
+    fn shrink_pool(&mut self, keep: usize, ctx: &mut Context<Self>) {
         if let Some(forming) = self.forming.take() {
             match self.workers.get(&forming.worker) {
                 Some(slot) if slot.index >= keep => {
+                    if let Some(timer) = forming.timer {
+                        ctx.cancel_future(timer);
+                    }
                     forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
                 }
                 _ => self.forming = Some(forming),
@@ -342,9 +372,40 @@ impl ModelManager {
         );
         slot.addr.do_send(Retire);
         // Health first, so a client that reads its error and then asks /ping sees the gap.
+        self.publish_health(false);
+        fail_in_flight(&slot);
+        if !slot.retiring && !self.shut_down {
+            self.replace_later(worker, slot.index, ctx);
+        }
+        self.fail_queue_if_unserved();
+        self.dispatch(ctx);
+    }
+
+    /// A worker is gone for good (its thread died, or its load timed out): answer what it held
+    /// and replace it after the backoff.
+    fn worker_died(&mut self, worker: WorkerId, retire: bool, ctx: &mut Context<Self>) {
+        if self.forming.as_ref().is_some_and(|f| f.worker == worker) {
+            if let Some(forming) = self.forming.take() {
+                if let Some(timer) = forming.timer {
+                    ctx.cancel_future(timer);
+                }
+                forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
+            }
+        }
+        let Some(slot) = self.workers.remove(&worker) else { return };
+        if let Some(timer) = slot.batch_timer {
+            ctx.cancel_future(timer);
+        }
+        if retire {
+            slot.addr.do_send(Retire);
+        }
+        // Health first, so a client that reads its error and then asks /ping sees the gap.
         self.publish_health(true);
         fail_in_flight(&slot);
-        self.replace_later(worker, slot.index, ctx);
+        if !slot.retiring && !self.shut_down {
+            self.replace_later(worker, slot.index, ctx);
+        }
+        self.fail_queue_if_unserved();
         self.dispatch(ctx);
     }
 
@@ -363,13 +424,14 @@ impl ModelManager {
         let delay = BACKOFF_SECONDS[self.backoff_step.min(BACKOFF_SECONDS.len() - 1)];
         self.backoff_step += 1;
         log::warn!("Retry worker: {name} in {delay} seconds.");
-        self.pending_restarts += 1;
+        self.pending_restarts.insert(index);
         ctx.run_later(Duration::from_secs(delay), move |manager, ctx| {
-            manager.pending_restarts -= 1;
-            // Scaled down or unregistered meanwhile: that position is no longer wanted.
-            if !manager.shut_down && index < manager.min_workers {
+            manager.pending_restarts.remove(&index);
+            // Scaled down, unregistered or refilled meanwhile: then the position needs nobody.
+            if !manager.shut_down && index < manager.min_workers && !manager.position_taken(index) {
                 manager.start_worker(index, ctx);
             }
+            manager.fail_queue_if_unserved();
         });
     }
 
@@ -387,7 +449,7 @@ impl ModelManager {
     }
 
     fn has_no_workers(&self) -> bool {
-        self.workers.values().all(|slot| slot.retiring) && self.pending_restarts == 0
+        self.workers.values().all(|slot| slot.retiring) && self.pending_restarts.is_empty()
     }
 }
 
@@ -404,7 +466,12 @@ impl Actor for ModelManager {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Room for every job the queue can hold plus worker events, so a send waits only when
         // the queue is full anyway.
-        ctx.set_mailbox_capacity(self.spec.job_queue_size + 2 * self.max_workers + 16);
+        ctx.set_mailbox_capacity(
+            self.spec
+                .job_queue_size
+                .saturating_add(self.max_workers.saturating_mul(2))
+                .saturating_add(16),
+        );
         self.fill_pool(ctx);
         self.publish_health(false);
         self.dispatch(ctx);
@@ -492,28 +559,7 @@ impl Handler<WorkerEvent> for ModelManager {
                 }
                 self.publish_health(false);
             }
-            WorkerEventKind::Died(_) => {
-                if self.forming.as_ref().is_some_and(|f| f.worker == event.worker) {
-                    if let Some(forming) = self.forming.take() {
-                        if let Some(timer) = forming.timer {
-                            ctx.cancel_future(timer);
-                        }
-                        forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
-                    }
-                }
-                if let Some(slot) = self.workers.remove(&event.worker) {
-                    if let Some(timer) = slot.batch_timer {
-                        ctx.cancel_future(timer);
-                    }
-                    // Health first, so a client that reads its error and then asks /ping sees
-                    // the gap.
-                    self.publish_health(true);
-                    fail_in_flight(&slot);
-                    if !slot.retiring && !self.shut_down {
-                        self.replace_later(event.worker, slot.index, ctx);
-                    }
-                }
-            }
+            WorkerEventKind::Died(_) => return self.worker_died(event.worker, false, ctx),
         }
         self.dispatch(ctx);
     }
@@ -528,9 +574,12 @@ impl Handler<ScaleWorkers> for ModelManager {
         }
         log::info!("{}: scaling to {} workers (max {})", self.label(), scale.min, scale.max);
         (self.min_workers, self.max_workers) = (scale.min, scale.max.max(scale.min));
-        self.shrink_pool(scale.min);
+        // An operator's scale is a fresh start for failing workers too.
+        (self.recovery_started, self.backoff_step) = (None, 0);
+        self.shrink_pool(scale.min, ctx);
         self.fill_pool(ctx);
         self.publish_health(false);
+        self.fail_queue_if_unserved();
         self.dispatch(ctx);
     }
 }
@@ -538,10 +587,10 @@ impl Handler<ScaleWorkers> for ModelManager {
 impl Handler<Shutdown> for ModelManager {
     type Result = ();
 
-    fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         log::info!("{}: unregistered; retiring its workers", self.label());
         self.shut_down = true;
-        self.shrink_pool(0);
+        self.shrink_pool(0, ctx);
         for job in self.queue.drain(..) {
             job.reply.send(Err(ManagerError::Stopped(self.spec.name.clone())));
         }

@@ -86,6 +86,18 @@ pub struct ModelSpec {
     pub archive: Option<Arc<ModelArchive>>,
 }
 
+/// An unpacked archive can hold gigabytes; removing it would stall the actor or HTTP thread
+/// that drops the last reference, so the removal runs on the blocking pool when there is one.
+impl Drop for ModelSpec {
+    fn drop(&mut self) {
+        let Some(archive) = self.archive.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(archive))),
+            Err(_) => drop(archive),
+        }
+    }
+}
+
 impl std::fmt::Debug for ModelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelSpec")

@@ -212,11 +212,13 @@ impl Supervisor {
     }
 
     /// Writes a snapshot off the actor's thread (file I/O blocks); the handle says when done.
-    fn save_snapshot(&self, kind: SnapshotKind) -> Option<tokio::task::JoinHandle<()>> {
+    /// The name is fixed here, in the order of the changes.
+    fn save_snapshot(&mut self, kind: SnapshotKind) -> Option<tokio::task::JoinHandle<()>> {
+        let name = self.snapshots.as_mut()?.next_name(kind);
         let writer = self.snapshots.clone()?;
         let models = self.snapshot_models();
         Some(tokio::task::spawn_blocking(move || {
-            if let Err(e) = writer.write(kind, models) {
+            if let Err(e) = writer.write(name, models) {
                 log::error!("cannot write config snapshot: {e}");
             }
         }))
@@ -237,10 +239,13 @@ impl actix::Supervised for Supervisor {
 
 /// Starts a model version's manager under actix supervision (a manager that stops is restarted
 /// with its state), with a fresh health channel.
-fn start_manager(spec: &Arc<ModelSpec>) -> (Addr<ModelManager>, watch::Receiver<ModelHealth>) {
+fn start_manager(
+    spec: &Arc<ModelSpec>,
+    workers: (usize, usize),
+) -> (Addr<ModelManager>, watch::Receiver<ModelHealth>) {
     let (health_sender, health) = watch::channel(ModelHealth::default());
     let spec = spec.clone();
-    let manager = actix::Supervisor::start(move |_| ModelManager::new(spec, health_sender));
+    let manager = actix::Supervisor::start(move |_| ModelManager::new(spec, workers, health_sender));
     (manager, health)
 }
 
@@ -254,11 +259,8 @@ impl RegisteredVersion {
                 self.spec.name,
                 self.spec.version
             );
-            (self.manager, self.health) = start_manager(&self.spec);
-            self.manager.do_send(ScaleWorkers {
-                min: self.min_workers,
-                max: self.max_workers,
-            });
+            (self.manager, self.health) =
+                start_manager(&self.spec, (self.min_workers, self.max_workers));
         }
     }
 
@@ -289,7 +291,7 @@ impl Handler<Register> for Supervisor {
                 version,
             });
         }
-        let (manager, health) = start_manager(&spec);
+        let (manager, health) = start_manager(&spec, (spec.min_workers, spec.max_workers));
         let entry = RegisteredVersion {
             min_workers: spec.min_workers,
             max_workers: spec.max_workers,

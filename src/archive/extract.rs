@@ -136,7 +136,11 @@ pub fn unzip(archive: &Path, target: &Path, limits: Limits) -> Result<(), Archiv
 
 pub fn untar_gz(archive: &Path, target: &Path, limits: Limits) -> Result<(), ArchiveError> {
     let file = std::fs::File::open(archive).map_err(|source| io(archive, source))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    // The tar reader buffers long names and PAX headers whole before an entry is seen, so the
+    // decompressed stream itself is capped too.
+    let stream = flate2::read::GzDecoder::new(std::io::BufReader::new(file))
+        .take(limits.max_bytes.saturating_add(64 << 20));
+    let mut tar = tar::Archive::new(stream);
     let mut budget = Budget {
         archive,
         limits,

@@ -32,6 +32,13 @@ pub fn fetch_into_store(store: &Path, url: &str, allowed: &[Regex]) -> Result<St
     let lower = url.to_ascii_lowercase();
     let is_url = ["http://", "https://", "file://"].iter().any(|scheme| lower.starts_with(scheme));
     if !is_url {
+        // Checked before looking at the disk, so nothing outside the store can be probed.
+        let inside = Path::new(url)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(ArchiveError::PathEscapesStore(url.to_string()));
+        }
         if !store.join(url).exists() {
             return Err(ArchiveError::NotFound(url.to_string()));
         }
@@ -73,31 +80,38 @@ fn download(url: &str, target: &Path) -> Result<(), ArchiveError> {
         Some(scheme) if scheme.eq_ignore_ascii_case("file://") => Box::new(
             std::fs::File::open(&url[7..]).map_err(|e| failed(e.to_string()))?,
         ),
-        _ => Box::new(
-            ureq::get(url)
-                .call()
-                .map_err(|e| failed(e.to_string()))?
-                .into_reader(),
-        ),
-    };
-    // Into a hidden file first, so a failed download never leaves an archive in the store.
-    let partial = target.with_file_name(format!(
-        ".{}.download",
-        target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
-    ));
-    let outcome = (|| {
-        let mut file = std::fs::File::create(&partial)?;
-        let copied = std::io::copy(&mut (&mut source).take(MAX_DOWNLOAD_BYTES + 1), &mut file)?;
-        if copied > MAX_DOWNLOAD_BYTES {
-            return Err(std::io::Error::other("archive larger than 16 GiB"));
+        _ => {
+            // No redirects: allowed_urls was checked against this URL, not wherever a redirect
+            // would lead. Timeouts, so a stalled server cannot hold the register call forever.
+            let agent = ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout_connect(std::time::Duration::from_secs(30))
+                .timeout_read(std::time::Duration::from_secs(120))
+                .build();
+            Box::new(agent.get(url).call().map_err(|e| failed(e.to_string()))?.into_reader())
         }
-        file.sync_all()?;
-        std::fs::rename(&partial, target)
-    })();
-    outcome.map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        failed(e.to_string())
-    })
+    };
+    let store = target.parent().unwrap_or(Path::new("."));
+    // Into a private hidden file first, so a failed download never leaves an archive in the
+    // store, and two downloads of the same name cannot mix; the first to finish wins.
+    let mut partial = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempfile_in(store)
+        .map_err(|e| failed(e.to_string()))?;
+    let copied = std::io::copy(&mut (&mut source).take(MAX_DOWNLOAD_BYTES + 1), partial.as_file_mut())
+        .map_err(|e| failed(e.to_string()))?;
+    if copied > MAX_DOWNLOAD_BYTES {
+        return Err(failed("archive larger than 16 GiB".into()));
+    }
+    partial.as_file().sync_all().map_err(|e| failed(e.to_string()))?;
+    partial.persist_noclobber(target).map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            ArchiveError::AlreadyExists(target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        } else {
+            failed(e.error.to_string())
+        }
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

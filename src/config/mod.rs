@@ -277,7 +277,7 @@ impl Config {
             properties: props.clone(),
             inference_address,
             management_address,
-            enable_model_api: reader.parse::<bool>("enable_model_api")?.unwrap_or(false),
+            enable_model_api: reader.boolean("enable_model_api"),
             allowed_urls,
             log_location: PathBuf::from("logs"),
             snapshots: true,
@@ -380,6 +380,11 @@ fn split_model_list(values: &[String]) -> Vec<String> {
 struct Properties<'a>(&'a BTreeMap<String, String>);
 
 impl Properties<'_> {
+    /// Java's `Boolean.parseBoolean`, as TorchServe reads flags: "true" in any case.
+    fn boolean(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
     /// A listener address: `http://127.0.0.1:<unset_port>` when the key is absent,
     /// `default_port` when the value names none.
     fn address(&self, key: &str, default_port: u16, unset_port: u16) -> Result<ListenAddress, ConfigError> {

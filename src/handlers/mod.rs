@@ -190,9 +190,11 @@ impl LoadedModel {
     }
 
     fn forward(&self, samples: &[Tensor]) -> Result<Vec<Value>, ModelError> {
-        let batch = Tensor::f_stack(samples, 0)
-            .and_then(|b| b.f_to(self.device))
-            .map_err(|e| ModelError::BadInput(format!("inputs cannot form a batch: {}", last_line(&e.to_string()))))?;
+        let batch = Tensor::f_stack(samples, 0).map_err(|e| {
+            ModelError::BadInput(format!("inputs cannot form a batch: {}", last_line(&e.to_string())))
+        })?;
+        // A failed copy to the device is the device's error (and may be fatal), not the input's.
+        let batch = batch.f_to(self.device).map_err(ModelError::from_torch)?;
         let output = self
             .module
             .forward_is(&[IValue::Tensor(batch)])

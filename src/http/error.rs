@@ -78,11 +78,14 @@ impl ApiError {
                     | ArchiveError::PathEscapesStore(_)
                     | ArchiveError::UrlNotAllowed(_),
                 ) => "ModelNotFoundException",
-                ManagerError::Archive(ArchiveError::AlreadyExists(_)) => "InternalServerException",
+                ManagerError::Archive(ArchiveError::AlreadyExists(_) | ArchiveError::Io { .. }) => {
+                    "InternalServerException"
+                }
                 ManagerError::Archive(ArchiveError::DownloadFailed { .. }) => "DownloadArchiveException",
                 ManagerError::Archive(_)
                 | ManagerError::EagerModel { .. }
                 | ManagerError::MissingSerializedFile { .. } => "InvalidModelException",
+                ManagerError::Model(ModelError::UnsupportedHandler(_)) => "InvalidModelException",
                 ManagerError::WorkerDied | ManagerError::Model(_) => "InternalServerException",
             },
             ApiError::PayloadTooLarge { .. } => "PayloadTooLargeException",
@@ -116,7 +119,9 @@ impl ResponseError for ApiError {
                 ManagerError::Model(ModelError::Prediction(_) | ModelError::InvalidOutput(_)) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
+                ManagerError::Model(ModelError::UnsupportedHandler(_)) => StatusCode::BAD_REQUEST,
                 ManagerError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ManagerError::Archive(ArchiveError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
                 ManagerError::AlreadyRegistered { .. } => StatusCode::CONFLICT,
                 ManagerError::NoSuchDefaultVersion { .. } => StatusCode::NOT_FOUND,
                 ManagerError::CannotRemoveDefault(_) => StatusCode::FORBIDDEN,

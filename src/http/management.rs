@@ -147,23 +147,6 @@ async fn register(
         return Err(ApiError::BadRequest(format!("Invalid RuntimeType value: {runtime}")));
     }
     let store = config.model_store.clone().ok_or(ApiError::NoModelStore)?;
-    let allowed = config.allowed_urls.clone();
-    let limits = config.archive_limits;
-    let source = url.clone();
-    // Downloading and unpacking block: off the async threads.
-    let (entry, archive) = web::block(move || {
-        let entry = fetch_into_store(&store, &source, &allowed)?;
-        match ModelArchive::open(&store, &entry.name, limits) {
-            Ok(archive) => Ok((entry, archive)),
-            Err(e) => {
-                remove_download(entry.downloaded.as_deref());
-                Err(e)
-            }
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Unavailable(e.to_string()))??;
-
     let positive = |key: &str| params.int(key).filter(|&v| v > 0);
     let overrides = Overrides {
         initial_workers: Some(
@@ -181,21 +164,34 @@ async fn register(
         handler: params.text("handler").filter(|h| !h.is_empty()).map(String::from),
         workers: None,
     };
-    let origin = ModelOrigin {
-        url,
-        store_name: entry.name.clone(),
-        loaded_at_startup: false,
-        downloaded: entry.downloaded.clone(),
-    };
-    let name = params.text("model_name").filter(|n| !n.is_empty());
-    let registered = match ModelSpec::from_archive(archive, name, &config, origin, &overrides) {
-        Ok(spec) => state.supervisor.send(Register::new(spec)).await?,
-        Err(e) => Err(e),
-    };
-    let registration = match registered {
+    let name = params.text("model_name").filter(|n| !n.is_empty()).map(String::from);
+    let spec_config = config.clone();
+    // Downloading, unpacking and reading the archive's files block: off the async threads.
+    let spec = web::block(move || {
+        let entry = fetch_into_store(&store, &url, &spec_config.allowed_urls)?;
+        let origin = ModelOrigin {
+            url,
+            store_name: entry.name.clone(),
+            loaded_at_startup: false,
+            downloaded: entry.downloaded.clone(),
+        };
+        let spec = ModelArchive::open(&store, &entry.name, spec_config.archive_limits)
+            .map_err(crate::actors::ManagerError::from)
+            .and_then(|archive| {
+                ModelSpec::from_archive(archive, name.as_deref(), &spec_config, origin, &overrides)
+            });
+        if spec.is_err() {
+            remove_download(entry.downloaded.as_deref());
+        }
+        spec
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(e.to_string()))??;
+    let downloaded = spec.origin.downloaded.clone();
+    let registration = match state.supervisor.send(Register::new(spec)).await? {
         Ok(registration) => registration,
         Err(e) => {
-            remove_download(entry.downloaded.as_deref());
+            let _ = web::block(move || remove_download(downloaded.as_deref())).await;
             return Err(e.into());
         }
     };

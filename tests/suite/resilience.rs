@@ -141,3 +141,22 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
     let refused = ureq::get(&server.url("/ping")).call();
     assert!(matches!(refused, Err(ureq::Error::Transport(_))), "no longer accepting");
 }
+
+#[test]
+fn scaling_to_zero_answers_queued_requests_instead_of_leaving_them_waiting() {
+    let server = TestServer::start(&["sleepy.mar"], "");
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| server.post("/predictions/sleepy", &busy_for(1.5)));
+        std::thread::sleep(Duration::from_millis(300));
+        let queued = scope.spawn(|| server.post("/predictions/sleepy", b"[0.0]"));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(server.manage("PUT", "/models/sleepy?min_worker=0").status, 202);
+        // The queued request is answered at once; the running one finishes its batch.
+        let (kind, _) = queued.join().unwrap().error(503);
+        assert_eq!(kind, "ServiceUnavailableException");
+        assert_eq!(running.join().unwrap().status, 200);
+    });
+    assert_eq!(server.post("/predictions/sleepy", b"[0.0]").error(503).0, "ServiceUnavailableException");
+    assert_eq!(server.manage("PUT", "/models/sleepy?min_worker=1&synchronous=true").status, 200);
+    assert_eq!(server.post("/predictions/sleepy", b"[0.0]").status, 200);
+}
