@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo test --release
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --release 2>&1 | tee "$log"
+# One closing line with the totals over all of cargo's test targets.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
