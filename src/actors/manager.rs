@@ -213,16 +213,13 @@ impl ModelManager {
     /// Retires the workers at pool positions from `keep` on. An idle or loading one goes at
     /// once; a busy one finishes its batch first, so no accepted job is lost.
     fn shrink_pool(&mut self, keep: usize, ctx: &mut Context<Self>) {
-        if let Some(forming) = self.forming.take() {
-            match self.workers.get(&forming.worker) {
-                Some(slot) if slot.index >= keep => {
-                    if let Some(timer) = forming.timer {
-                        ctx.cancel_future(timer);
-                    }
-                    forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
-                }
-                _ => self.forming = Some(forming),
-            }
+        let forming_worker_leaves = self
+            .forming
+            .as_ref()
+            .and_then(|forming| self.workers.get(&forming.worker))
+            .is_some_and(|slot| slot.index >= keep);
+        if forming_worker_leaves {
+            self.requeue_forming_batch(ctx);
         }
         let leaving: Vec<WorkerId> = self
             .workers
@@ -371,26 +368,15 @@ impl ModelManager {
             self.spec.response_timeout.as_secs_f32()
         );
         slot.addr.do_send(Retire);
-        // Health first, so a client that reads its error and then asks /ping sees the gap.
-        self.publish_health(false);
-        fail_in_flight(&slot);
-        if !slot.retiring && !self.shut_down {
-            self.replace_later(worker, slot.index, ctx);
-        }
-        self.fail_queue_if_unserved();
-        self.dispatch(ctx);
+        // An overrun is the batch's failure, not a failed load.
+        self.remove_worker(worker, slot, false, ctx);
     }
 
     /// A worker is gone for good (its thread died, or its load timed out): answer what it held
     /// and replace it after the backoff.
     fn worker_died(&mut self, worker: WorkerId, retire: bool, ctx: &mut Context<Self>) {
         if self.forming.as_ref().is_some_and(|f| f.worker == worker) {
-            if let Some(forming) = self.forming.take() {
-                if let Some(timer) = forming.timer {
-                    ctx.cancel_future(timer);
-                }
-                forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
-            }
+            self.requeue_forming_batch(ctx);
         }
         let Some(slot) = self.workers.remove(&worker) else { return };
         if let Some(timer) = slot.batch_timer {
@@ -399,14 +385,30 @@ impl ModelManager {
         if retire {
             slot.addr.do_send(Retire);
         }
+        self.remove_worker(worker, slot, true, ctx);
+    }
+
+    /// What follows a worker leaving the pool: its clients are answered `Worker died.`, it is
+    /// replaced unless it was scaled away, and a model left without workers refuses its queue.
+    fn remove_worker(&mut self, worker: WorkerId, slot: WorkerSlot, load_failure: bool, ctx: &mut Context<Self>) {
         // Health first, so a client that reads its error and then asks /ping sees the gap.
-        self.publish_health(true);
+        self.publish_health(load_failure);
         fail_in_flight(&slot);
         if !slot.retiring && !self.shut_down {
             self.replace_later(worker, slot.index, ctx);
         }
         self.fail_queue_if_unserved();
         self.dispatch(ctx);
+    }
+
+    /// Puts the jobs of the batch being formed back at the front of the queue, in order.
+    fn requeue_forming_batch(&mut self, ctx: &mut Context<Self>) {
+        if let Some(forming) = self.forming.take() {
+            if let Some(timer) = forming.timer {
+                ctx.cancel_future(timer);
+            }
+            forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
+        }
     }
 
     /// Schedules the replacement of a dead worker with backoff, while inside the retry window.
@@ -488,6 +490,8 @@ impl Actor for ModelManager {
 impl Supervised for ModelManager {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
         log::warn!("{}: model manager restarting", self.label());
+        // The batch is formed again. Its timer died with the old context, and that context's
+        // handle must not be cancelled in the new one, where the id may mean another future.
         if let Some(forming) = self.forming.take() {
             forming.jobs.into_iter().rev().for_each(|job| self.queue.push_front(job));
         }
