@@ -138,6 +138,20 @@ impl TestServer {
         self.output.lock().unwrap().clone()
     }
 
+    /// The server's output once `ready` holds for it, or after 10 s whatever there is. Log lines
+    /// come through reader threads, so they can arrive a little after the HTTP answer that
+    /// followed them.
+    pub fn output_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let output = self.output();
+            if ready(&output) || std::time::Instant::now() > deadline {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn post(&self, path: &str, body: &[u8]) -> Reply {
         Reply::from(ureq::post(&self.url(path)).send_bytes(body))
     }

@@ -329,7 +329,8 @@ fn a_stop_start_cycle_restores_the_snapshot() {
 
     // No config file named: the newest snapshot is the config, and its models come back.
     let second = TestServer::spawn_in(dir.path(), &args(&[])).unwrap();
-    assert!(second.output().contains("Restoring config snapshot"), "{}", second.output());
+    let output = second.output_when(|o| o.contains("Restoring config snapshot"));
+    assert!(output.contains("Restoring config snapshot"), "{output}");
     assert_eq!(second.post("/predictions/mlp", b"[1.0, 2.0]").json(), json!([2.0, 4.0]), "default is 2.0");
     mlp_answer_ok(&second, "/predictions/mlp/1.0");
     let v2 = &second.manage("GET", "/models/mlp/2.0").json()[0];

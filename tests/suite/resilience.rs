@@ -47,7 +47,7 @@ fn an_overrunning_batch_gets_worker_died_and_the_worker_is_replaced() {
     assert!(wait_for_ping(&server, 200, Duration::from_secs(10)), "healthy again");
     let reply = server.post("/predictions/sleepy", b"[0.0, 5.0]");
     assert_eq!((reply.status, reply.json()), (200, json!([0.0, 5.0])));
-    let output = server.output();
+    let output = server.output_when(|o| o.contains("retiring the worker") && o.contains("Retry worker: W-"));
     assert!(output.contains("batch did not finish within 1s; retiring the worker"), "{output}");
     assert!(output.contains("Retry worker: W-"), "{output}");
 }
@@ -70,7 +70,7 @@ fn a_model_that_fails_to_load_is_retried_then_given_up() {
         assert!(Instant::now() < deadline, "gave up retrying in time:\n{output}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let output = server.output();
+    let output = server.output_when(|o| o.contains("failed to load model"));
     assert!(output.contains("Retry worker: W-") && output.contains("in 1 seconds."), "{output}");
     assert!(output.contains("failed to load model"), "the reason is logged:\n{output}");
     let (kind, _) = server.post("/predictions/broken", b"[1.0]").error(503);
@@ -118,6 +118,10 @@ fn a_job_whose_client_disconnected_is_not_run() {
     // The next request runs at once, and the abandoned one never reached the model.
     let reply = server.post("/predictions/sleepy", b"[0.0]");
     assert_eq!(reply.status, 200);
+    server.output_when(|o| o.contains("dropped a job whose client has gone") && o.matches("ran batch of 1 ").count() >= 2);
+    // Had the abandoned job run, its line would come before the last one's: give the reader a
+    // moment to deliver everything, then count.
+    std::thread::sleep(Duration::from_millis(300));
     let output = server.output();
     assert!(output.contains("dropped a job whose client has gone"), "{output}");
     assert_eq!(output.matches("ran batch of 1 ").count(), 2, "two jobs ran:\n{output}");

@@ -164,7 +164,7 @@ fn eager_archives_are_refused_with_a_way_forward() {
     let server = TestServer::start(&["eager.mar", "mlp.mar"], "");
     let (kind, _) = server.post("/predictions/eager", b"[1]").error(404);
     assert_eq!(kind, "ModelNotFoundException");
-    let output = server.output();
+    let output = server.output_when(|o| o.contains("eager-mode archive"));
     assert!(output.contains("eager-mode archive"), "{output}");
     assert!(output.contains("torch.jit.script"), "{output}");
     assert_eq!(server.get("/ping").status, 200, "the other model is served");
@@ -202,7 +202,7 @@ fn sigterm_stops_the_server_cleanly() {
     .unwrap();
     let status = server.wait_exit(std::time::Duration::from_secs(40)).expect("exited");
     assert_eq!(status.code(), Some(0), "a clean exit, not death by signal: {status:?}");
-    assert!(server.output().contains("SIGTERM received: stopping"));
+    assert!(server.output_when(|o| o.contains("SIGTERM received")).contains("SIGTERM received: stopping"));
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn concurrent_requests_form_one_batch_with_answers_equal_to_single_runs() {
             });
         }
     });
-    let output = server.output();
+    let output = server.output_when(|o| o.contains("ran batch of 8"));
     assert!(output.contains("ran batch of 8"), "eight concurrent requests in one batch:\n{output}");
 }
 
@@ -235,5 +235,5 @@ fn a_lone_request_waits_at_most_the_batch_delay() {
     assert_close(&reply.json(), expected, 1e-5);
     assert!(took >= std::time::Duration::from_millis(450), "it waited for company: {took:?}");
     assert!(took < std::time::Duration::from_millis(2000), "but not much longer: {took:?}");
-    assert!(server.output().contains("ran batch of 1"));
+    assert!(server.output_when(|o| o.contains("ran batch of 1")).contains("ran batch of 1"));
 }
