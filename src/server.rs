@@ -120,14 +120,18 @@ async fn load_startup_models(config: &Config, supervisor: &Addr<Supervisor>) {
             Some((name, location)) => (Some(name.to_string()), location.to_string()),
             None => (None, entry.clone()),
         };
-        let origin = ModelOrigin {
-            url: location.clone(),
-            store_name: location.clone(),
-            loaded_at_startup: true,
-            downloaded: None,
+        let model = StartupModel {
+            origin: ModelOrigin {
+                url: location.clone(),
+                store_name: location,
+                loaded_at_startup: true,
+                downloaded: None,
+            },
+            name,
+            overrides: Overrides::default(),
+            make_default: false,
         };
-        let registered = register(store, &location, name.as_deref(), origin, &Overrides::default(), false, config, supervisor).await;
-        match registered {
+        match register(store, model, config, supervisor).await {
             Ok(registration) => waits.push(wait_until_ready(registration)),
             Err(e) => log::error!("Failed to load model {entry}: {e}"),
         }
@@ -156,23 +160,19 @@ async fn restore_snapshot(json: &str, config: &Config, supervisor: &Addr<Supervi
     let mut waits = Vec::new();
     for (name, versions) in &snapshot.models {
         for (version, model) in versions {
-            let origin = ModelOrigin {
-                url: model.mar_name.clone(),
-                store_name: model.mar_name.clone(),
-                loaded_at_startup: false,
-                downloaded: None,
+            let restored = StartupModel {
+                origin: ModelOrigin {
+                    url: model.mar_name.clone(),
+                    store_name: model.mar_name.clone(),
+                    loaded_at_startup: false,
+                    downloaded: None,
+                },
+                name: Some(name.clone()),
+                overrides: snapshot_overrides(model),
+                make_default: model.default_version,
             };
-            let registered = register(
-                store,
-                &model.mar_name,
-                Some(name),
-                origin,
-                &snapshot_overrides(model),
-                model.default_version,
-                config,
-                supervisor,
-            )
-            .await
+            let registered = register(store, restored, config, supervisor)
+                .await
             .with_context(|| format!("cannot restore model {name} version {version}"))?;
             waits.push(wait_until_ready(registered));
         }
@@ -202,24 +202,30 @@ fn expand_all(store: &Path, entries: &[String]) -> Result<Vec<String>, ArchiveEr
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A model to load at start-up, from `--models` or from a snapshot.
+struct StartupModel {
+    /// Where it comes from; `origin.store_name` is the archive in the store.
+    origin: ModelOrigin,
+    /// Overrides the manifest's model name.
+    name: Option<String>,
+    overrides: Overrides,
+    make_default: bool,
+}
+
 async fn register(
     store: &Path,
-    location: &str,
-    name: Option<&str>,
-    origin: ModelOrigin,
-    overrides: &Overrides,
-    make_default: bool,
+    model: StartupModel,
     config: &Config,
     supervisor: &Addr<Supervisor>,
 ) -> anyhow::Result<Registration> {
-    let (store, location, limits) = (store.to_path_buf(), location.to_string(), config.archive_limits);
+    let (store, location, limits) =
+        (store.to_path_buf(), model.origin.store_name.clone(), config.archive_limits);
     // Unpacking an archive is blocking file work: keep it off the async threads.
     let archive =
         tokio::task::spawn_blocking(move || ModelArchive::open(&store, &location, limits)).await??;
-    let spec = ModelSpec::from_archive(archive, name, config, origin, overrides)?;
+    let spec = ModelSpec::from_archive(archive, model.name.as_deref(), config, model.origin, &model.overrides)?;
     let registration: Result<Registration, ManagerError> =
-        supervisor.send(Register::at_startup(spec, make_default)).await?;
+        supervisor.send(Register::at_startup(spec, model.make_default)).await?;
     Ok(registration?)
 }
 

@@ -234,21 +234,6 @@ impl ModelSpecBuilder {
         self
     }
 
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.spec.response_timeout = timeout;
-        self
-    }
-
-    pub fn max_retry_timeout(mut self, timeout: Duration) -> Self {
-        self.spec.max_retry_timeout = timeout;
-        self
-    }
-
-    pub fn client_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.spec.client_timeout = timeout;
-        self
-    }
-
     /// The server-wide defaults: worker count, GPUs, queue size and timeouts.
     pub fn config(mut self, config: &Config) -> Self {
         self = self.workers(config.default_workers_per_model);

@@ -324,11 +324,6 @@ impl Config {
             }
         }
     }
-
-    /// Reads the properties of the file this config came from, for start-up logging.
-    pub fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-        properties::read_file(path)
-    }
 }
 
 /// TorchServe's default: any file or http(s) URL.
