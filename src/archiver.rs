@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::archive::{pack, ArchiveFormat, PackOptions};
+use crate::archive::{pack, ArchiveFormat, PackOptions, Runtime};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,14 +31,14 @@ pub struct ArchiverArgs {
     #[arg(long = "extra-files")]
     pub extra_files: Option<String>,
     /// The runtime recorded in the manifest.
-    #[arg(long, default_value = "python", value_parser = ["python", "python3", "LSP"])]
-    pub runtime: String,
+    #[arg(long, value_enum, default_value_t = Runtime::Python)]
+    pub runtime: Runtime,
     /// Folder the archive is written to (must exist); the current folder by default.
     #[arg(long = "export-path")]
     pub export_path: Option<PathBuf>,
     /// default (.mar, deflated), zip-store (.mar, stored), tgz (.tar.gz), no-archive (a folder).
-    #[arg(long = "archive-format", default_value = "default", value_parser = ["tgz", "no-archive", "zip-store", "default"])]
-    pub archive_format: String,
+    #[arg(long = "archive-format", value_enum, default_value_t = ArchiveFormat::Default)]
+    pub archive_format: ArchiveFormat,
     /// Overwrite an existing archive of the same name.
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -63,7 +63,7 @@ pub fn run(args: ArchiverArgs) -> ExitCode {
         extra_files: args.extra_files,
         runtime: args.runtime,
         export_path: args.export_path.unwrap_or_else(|| PathBuf::from(".")),
-        format: ArchiveFormat::parse(&args.archive_format).unwrap_or(ArchiveFormat::Default),
+        format: args.archive_format,
         force: args.force,
         requirements_file: args.requirements_file,
         config_file: args.config_file,

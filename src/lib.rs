@@ -1,22 +1,30 @@
 //! tserve: a TorchServe-compatible model server. TorchServe's flags, config.properties, `.mar`
 //! archives and inference API, with TorchScript models run in-process by libtorch.
 //!
-//! Layout, with dependencies pointing one way (`http` → `actors` → `handlers` → libtorch):
+//! Layout, with dependencies pointing one way (`http` → `service` → `actors` → `handlers` →
+//! libtorch):
 //! - [`cli`], [`launcher`]: the command line and `--start`/`--stop`.
-//! - [`config`]: config.properties + CLI, resolved once.
-//! - [`server`]: starts the actors, loads start-up models, binds the listeners.
-//! - [`http`]: the inference API; parses requests into actor messages.
-//! - [`actors`]: Supervisor → ModelManager → Worker (each worker owns an OS thread and a model).
+//! - [`config`]: config.properties + CLI, resolved once; [`settings`]: one model's settings.
+//! - [`server`]: starts the model service, loads start-up models, binds the listeners.
+//! - [`http`]: the APIs; parses requests and calls the model service.
+//! - [`service`]: the one handle to the served models: predict, register, scale, describe ...
+//! - [`actors`]: Supervisor → ModelManager → workers (each an OS thread that owns a model).
 //! - [`handlers`]: built-in handlers: bytes → tensors → forward → JSON answers.
 //! - [`archive`]: model archives in the model store.
+//! - [`error`]: the table of error codes: each error's HTTP status and TorchServe type.
+//! - [`request`]: what a prediction carries: the request as backends see it, and their answer.
 
 pub mod actors;
 pub mod archive;
 pub mod archiver;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod launcher;
+pub mod request;
 pub mod server;
+pub mod service;
+pub mod settings;
 pub mod snapshot;

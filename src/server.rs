@@ -1,20 +1,14 @@
 //! Starting a server: the actor system, the models of start-up (a snapshot's, or `--models`),
 //! the HTTP listeners, snapshots, and a graceful stop on SIGTERM/SIGINT.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use actix::Addr;
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::actors::{
-    ManagerError, ModelOrigin, ModelSpec, Overrides, Register, Registration, Supervisor,
-    TakeSnapshot,
-};
-use crate::archive::{self, ArchiveError, ModelArchive};
 use crate::config::{Config, ConfigSource};
-use crate::snapshot::{self, SnapshotKind, SnapshotModel, SnapshotWriter};
+use crate::service::Models;
+use crate::snapshot::{SnapshotKind, SnapshotWriter};
 
 /// Runs the server on this thread until it is stopped (SIGTERM, SIGINT).
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -39,15 +33,15 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
     let snapshots = config.snapshots.then(|| snapshot_writer(&config));
-    let supervisor = actix::Supervisor::start(move |_| Supervisor::new(snapshots));
+    let models = Models::start(config.clone(), snapshots);
     match config.model_snapshot() {
-        Some(json) => restore_snapshot(json, &config, &supervisor).await?,
-        None => load_startup_models(&config, &supervisor).await,
+        Some(json) => models.restore_snapshot(json).await?,
+        None => models.load_startup_models().await,
     }
 
-    let inference = crate::http::bind_inference(&config, supervisor.clone())
+    let inference = crate::http::bind_inference(&models)
         .with_context(|| format!("cannot listen on {}", config.inference_address))?;
-    let management = crate::http::bind_management(&config, supervisor.clone())
+    let management = crate::http::bind_management(&models)
         .with_context(|| format!("cannot listen on {}", config.management_address))?;
     for address in [&config.inference_address, &config.management_address] {
         if !matches!(address.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
@@ -73,12 +67,12 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     for address in &management.addresses {
         println!("Management API bound to http://{address}");
     }
-    supervisor.send(TakeSnapshot(SnapshotKind::Startup)).await?;
+    models.snapshot(SnapshotKind::Startup).await?;
 
     let (inference, management) = futures_util::future::join(inference.server, management.server).await;
     inference.context("inference server failed")?;
     management.context("management server failed")?;
-    supervisor.send(TakeSnapshot(SnapshotKind::Shutdown)).await?;
+    models.snapshot(SnapshotKind::Shutdown).await?;
     log::info!("tserve has stopped serving");
     Ok(())
 }
@@ -99,159 +93,3 @@ fn snapshot_writer(config: &Config) -> SnapshotWriter {
     }
     SnapshotWriter::new(config.log_location.join("config"), properties)
 }
-
-/// Registers the `--models` / `load_models` archives and waits for their workers to load. A
-/// model that cannot be loaded is logged and skipped; the others are served.
-async fn load_startup_models(config: &Config, supervisor: &Addr<Supervisor>) {
-    if config.load_models.is_empty() {
-        return;
-    }
-    let Some(store) = config.model_store.as_deref() else {
-        log::error!("--models needs a model store (--model-store or model_store)");
-        return;
-    };
-    let entries = match expand_all(store, &config.load_models) {
-        Ok(entries) => entries,
-        Err(e) => return log::error!("cannot list the model store: {e}"),
-    };
-    let mut waits = Vec::new();
-    for entry in entries {
-        let (name, location) = match entry.split_once('=') {
-            Some((name, location)) => (Some(name.to_string()), location.to_string()),
-            None => (None, entry.clone()),
-        };
-        let model = StartupModel {
-            origin: ModelOrigin {
-                url: location.clone(),
-                store_name: location,
-                loaded_at_startup: true,
-                downloaded: None,
-            },
-            name,
-            overrides: Overrides::default(),
-            make_default: false,
-        };
-        match register(store, model, config, supervisor).await {
-            Ok(registration) => waits.push(wait_until_ready(registration)),
-            Err(e) => log::error!("Failed to load model {entry}: {e}"),
-        }
-    }
-    futures_util::future::join_all(waits).await;
-}
-
-/// Restores the models of a `model_snapshot`: every archive must be in the store, or the
-/// server does not start (as TorchServe).
-async fn restore_snapshot(json: &str, config: &Config, supervisor: &Addr<Supervisor>) -> anyhow::Result<()> {
-    let snapshot = snapshot::parse(json).map_err(anyhow::Error::msg)?;
-    let store = config
-        .model_store
-        .as_deref()
-        .context("the snapshot names models but no model store is configured")?;
-    for (name, versions) in &snapshot.models {
-        for (version, model) in versions {
-            if !store.join(&model.mar_name).exists() {
-                bail!("Model archive file for model :{name}, version :{version} not found in model store");
-            }
-        }
-    }
-    if snapshot.model_count == 0 {
-        log::warn!("Model snapshot is empty. Starting tserve without initial models.");
-    }
-    let mut waits = Vec::new();
-    for (name, versions) in &snapshot.models {
-        for (version, model) in versions {
-            let restored = StartupModel {
-                origin: ModelOrigin {
-                    url: model.mar_name.clone(),
-                    store_name: model.mar_name.clone(),
-                    loaded_at_startup: false,
-                    downloaded: None,
-                },
-                name: Some(name.clone()),
-                overrides: snapshot_overrides(model),
-                make_default: model.default_version,
-            };
-            let registered = register(store, restored, config, supervisor)
-                .await
-            .with_context(|| format!("cannot restore model {name} version {version}"))?;
-            waits.push(wait_until_ready(registered));
-        }
-    }
-    futures_util::future::join_all(waits).await;
-    Ok(())
-}
-
-fn snapshot_overrides(model: &SnapshotModel) -> Overrides {
-    let seconds = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
-    Overrides {
-        workers: Some((model.min_workers, model.max_workers)),
-        batch_size: Some(model.batch_size),
-        max_batch_delay: Some(std::time::Duration::from_millis(model.max_batch_delay)),
-        response_timeout: seconds(model.response_timeout),
-        startup_timeout: seconds(model.startup_timeout),
-        ..Overrides::default()
-    }
-}
-
-/// `all` stands for every archive in the store.
-fn expand_all(store: &Path, entries: &[String]) -> Result<Vec<String>, ArchiveError> {
-    if entries.iter().any(|e| e.eq_ignore_ascii_case("all")) {
-        archive::list_store(store)
-    } else {
-        Ok(entries.to_vec())
-    }
-}
-
-/// A model to load at start-up, from `--models` or from a snapshot.
-struct StartupModel {
-    /// Where it comes from; `origin.store_name` is the archive in the store.
-    origin: ModelOrigin,
-    /// Overrides the manifest's model name.
-    name: Option<String>,
-    overrides: Overrides,
-    make_default: bool,
-}
-
-async fn register(
-    store: &Path,
-    model: StartupModel,
-    config: &Config,
-    supervisor: &Addr<Supervisor>,
-) -> anyhow::Result<Registration> {
-    let (store, location, limits) =
-        (store.to_path_buf(), model.origin.store_name.clone(), config.archive_limits);
-    // Unpacking an archive is blocking file work: keep it off the async threads.
-    let archive =
-        tokio::task::spawn_blocking(move || ModelArchive::open(&store, &location, limits)).await??;
-    let spec = ModelSpec::from_archive(archive, model.name.as_deref(), config, model.origin, &model.overrides)?;
-    let registration: Result<Registration, ManagerError> =
-        supervisor.send(Register::at_startup(spec, model.make_default)).await?;
-    Ok(registration?)
-}
-
-async fn wait_until_ready(mut registration: Registration) {
-    let wanted = registration.workers;
-    let waited = registration
-        .health
-        .wait_for(|health| health.ready >= wanted || health.load_failures > 0);
-    // Copy the health out at once: the watch guard must not be held.
-    let _ = tokio::time::timeout(registration.startup_timeout, async {
-        waited.await.map(|health| *health)
-    })
-    .await;
-    let health = *registration.health.borrow();
-    match health {
-        health if health.ready >= wanted => log::info!(
-            "Model {} version {} loaded with {wanted} workers",
-            registration.name,
-            registration.version
-        ),
-        _ => log::error!(
-            "Model {} version {}: {} of {wanted} workers loaded; failed loads are retried",
-            registration.name,
-            registration.version,
-            health.ready
-        ),
-    }
-}
-

@@ -57,6 +57,29 @@ pub struct SnapshotModel {
     pub runtime_type: String,
 }
 
+impl SnapshotModel {
+    /// A model version's entry, from its settings and the worker counts last asked for.
+    pub fn new(
+        settings: &crate::settings::ModelSettings,
+        (min_workers, max_workers): (usize, usize),
+        default_version: bool,
+        mar_name: &str,
+        runtime: &str,
+    ) -> Self {
+        Self {
+            default_version,
+            mar_name: mar_name.to_string(),
+            min_workers,
+            max_workers,
+            batch_size: settings.batch_size,
+            max_batch_delay: settings.max_batch_delay.as_millis() as u64,
+            response_timeout: settings.response_timeout.as_secs(),
+            startup_timeout: settings.startup_timeout.as_secs(),
+            runtime_type: runtime.to_string(),
+        }
+    }
+}
+
 fn default_timeout() -> u64 {
     120
 }

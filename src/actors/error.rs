@@ -1,6 +1,7 @@
-//! Errors of the manager layer: routing a request, queueing it, and registering models.
+//! Errors of the actor layer: finding a model version, queueing a job, running it, and changing
+//! the registry.
 
-use crate::archive::ArchiveError;
+use crate::error::{Code, ErrorCode};
 use crate::handlers::ModelError;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,27 +16,24 @@ pub enum ManagerError {
         version: String,
         capacity: usize,
     },
-    #[error("Model \"{model}\" Version {version} has no worker to serve inference request. Please use scale workers API to add workers.")]
-    NoWorkers { model: String, version: String },
+    /// TorchServe's words, misplaced quote included, for a model with no worker; the version
+    /// appears when the request named one.
+    #[error(
+        "Model \"{model}{}\" has no worker to serve inference request. Please use scale workers API \
+         to add workers. If this is a sequence inference, please check if it is closed, or \
+         expired; or exceeds maxSequenceJobQueueSize",
+        version.as_ref().map(|v| format!("\" Version {v}")).unwrap_or_default()
+    )]
+    NoWorkers { model: String, version: Option<String> },
     #[error("Worker died.")]
     WorkerDied,
     #[error("Request dropped: it waited {waited_ms} ms in the queue, longer than the model's clientTimeoutInMills ({limit_ms} ms)")]
     Expired { waited_ms: u128, limit_ms: u128 },
     #[error("Model \"{0}\" is shutting down")]
     Stopped(String),
+    /// The model failed this request.
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error(transparent)]
-    Archive(#[from] ArchiveError),
-    #[error(
-        "Model {model} is an eager-mode archive (modelFile {model_file}): tserve serves \
-         TorchScript. Script or trace the model in Python \
-         (torch.jit.script(model).save(\"model.pt\"), or torch.jit.trace(model, example).save(...)) \
-         and archive that file with --serialized-file and no --model-file."
-    )]
-    EagerModel { model: String, model_file: String },
-    #[error("Model {model} has no serializedFile in its manifest, or the file is missing from the archive")]
-    MissingSerializedFile { model: String },
     #[error("Model version {version} is already registered for model {model}")]
     AlreadyRegistered { model: String, version: String },
     /// set-default's own wording (no colons), as TorchServe's.
@@ -43,4 +41,23 @@ pub enum ManagerError {
     NoSuchDefaultVersion { model: String, version: String },
     #[error("Cannot remove default version for model {0}")]
     CannotRemoveDefault(String),
+}
+
+impl ErrorCode for ManagerError {
+    fn code(&self) -> Code {
+        match self {
+            ManagerError::ModelNotFound(_) => Code::ModelNotFound,
+            ManagerError::VersionNotFound { .. } | ManagerError::NoSuchDefaultVersion { .. } => {
+                Code::VersionNotFound
+            }
+            ManagerError::QueueFull { .. }
+            | ManagerError::NoWorkers { .. }
+            | ManagerError::Expired { .. }
+            | ManagerError::Stopped(_) => Code::ServiceUnavailable,
+            ManagerError::WorkerDied => Code::WorkerDied,
+            ManagerError::Model(e) => e.code(),
+            ManagerError::AlreadyRegistered { .. } => Code::Conflict,
+            ManagerError::CannotRemoveDefault(_) => Code::CannotRemoveDefault,
+        }
+    }
 }

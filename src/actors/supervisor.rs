@@ -1,18 +1,24 @@
-//! The Supervisor: one per process, the registry of models → versions → ModelManager, with each
-//! model's default version. HTTP handlers ask it where a model lives ([`Route`], [`Lookup`]),
-//! whether all models are healthy ([`CheckHealth`]), and for every management change; nobody
-//! else holds or scans the registry. After each change it writes a config snapshot.
+//! The Supervisor: one per process, the owner of the registry of models → versions →
+//! ModelManager, with each model's default version. Every change (register, scale, unregister,
+//! set-default) is a message to it; after each it publishes a new registry snapshot for readers
+//! and writes a config snapshot. It also restarts a ModelManager whose task died.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::{Actor, AsyncContext, Context, Handler, Message};
 use tokio::sync::watch;
 
-use super::manager::{ModelHealth, ScaleWorkers, Shutdown};
+use super::manager::{ScaleWorkers, Shutdown};
+use super::model_queue::ModelQueue;
+use super::pool::ModelHealth;
+use super::registry::{ModelEntry, RegisteredModel, Registry, SharedRegistry};
 use super::{ManagerError, ModelManager, ModelSpec};
 use crate::snapshot::{SnapshotKind, SnapshotModel, SnapshotWriter};
+
+/// How often the Supervisor looks for managers whose task died.
+const MANAGER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Start a ModelManager for a model version.
 #[derive(Message)]
@@ -26,69 +32,19 @@ pub struct Register {
     pub snapshot: bool,
 }
 
-impl Register {
-    /// A registration through the management API.
-    pub fn new(spec: ModelSpec) -> Self {
-        Self {
-            spec,
-            make_default: false,
-            snapshot: true,
-        }
-    }
-
-    /// A model loaded at start-up (`--models`, or a snapshot restore).
-    pub fn at_startup(spec: ModelSpec, make_default: bool) -> Self {
-        Self {
-            spec,
-            make_default,
-            snapshot: false,
-        }
-    }
-}
-
-/// What registering gives back: enough to wait for the workers to load.
-#[derive(Debug)]
+/// What registering or scaling gives back: enough to wait for the workers to load.
+#[derive(Debug, Clone)]
 pub struct Registration {
     pub name: String,
     pub version: String,
+    /// Workers asked for.
     pub workers: usize,
     pub startup_timeout: Duration,
     /// The manager's worker health, updated as workers load and die.
     pub health: watch::Receiver<ModelHealth>,
 }
 
-/// Which manager serves `model` (at `version`, or its default version).
-#[derive(Message)]
-#[rtype(result = "Result<RouteTo, ManagerError>")]
-pub struct Route {
-    pub model: String,
-    pub version: Option<String>,
-}
-
-pub struct RouteTo {
-    pub manager: Addr<ModelManager>,
-}
-
-/// The managers of a model's versions: the default one, a named one, or all.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<Addr<ModelManager>>, ManagerError>")]
-pub struct Lookup {
-    pub model: String,
-    pub versions: VersionSelector,
-}
-
-pub enum VersionSelector {
-    Default,
-    Named(String),
-    All,
-}
-
-/// True while every model version has at least its minimum of ready workers.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct CheckHealth;
-
-/// Scale a model version's workers; answers its health channel, to wait on.
+/// Scale a model version's workers.
 #[derive(Message)]
 #[rtype(result = "Result<Registration, ManagerError>")]
 pub struct Scale {
@@ -100,14 +56,10 @@ pub struct Scale {
 
 /// Remove a model version (its default version when none is named).
 #[derive(Message)]
-#[rtype(result = "Result<Unregistered, ManagerError>")]
+#[rtype(result = "Result<Arc<ModelSpec>, ManagerError>")]
 pub struct Unregister {
     pub model: String,
     pub version: Option<String>,
-}
-
-pub struct Unregistered {
-    pub spec: Arc<ModelSpec>,
 }
 
 #[derive(Message)]
@@ -117,74 +69,62 @@ pub struct SetDefault {
     pub version: String,
 }
 
-/// Every model's default version: (name, modelUrl), sorted by name.
-#[derive(Message)]
-#[rtype(result = "Vec<(String, String)>")]
-pub struct ListModels;
-
-/// Whether a model's default version has any worker (KServe v1 readiness).
-#[derive(Message)]
-#[rtype(result = "Result<bool, ManagerError>")]
-pub struct Readiness(pub String);
-
 /// Write a snapshot of the registry now; answers once it is on disk.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TakeSnapshot(pub SnapshotKind);
 
-struct RegisteredVersion {
-    /// Kept to start the manager again should it die.
-    spec: Arc<ModelSpec>,
-    manager: Addr<ModelManager>,
-    health: watch::Receiver<ModelHealth>,
-    /// The worker counts last asked for, for snapshots.
-    min_workers: usize,
-    max_workers: usize,
-}
-
-struct RegisteredModel {
-    /// The version `/predictions/{model}` goes to: the first one registered, as in TorchServe.
-    default_version: String,
-    versions: BTreeMap<String, RegisteredVersion>,
-}
-
-#[derive(Default)]
 pub struct Supervisor {
-    models: HashMap<String, RegisteredModel>,
+    /// The registry as the Supervisor changes it; readers see `published`.
+    registry: Registry,
+    published: SharedRegistry,
+    /// The worker counts last asked for, per (model, version), for snapshots.
+    worker_counts: HashMap<(String, String), (usize, usize)>,
     /// Writes config snapshots after changes; None with `--ncs`.
     snapshots: Option<SnapshotWriter>,
 }
 
 impl Supervisor {
-    pub fn new(snapshots: Option<SnapshotWriter>) -> Self {
+    pub fn new(published: SharedRegistry, snapshots: Option<SnapshotWriter>) -> Self {
         Self {
-            models: HashMap::new(),
+            registry: Registry::default(),
+            published,
+            worker_counts: HashMap::new(),
             snapshots,
         }
     }
 
-    fn version_mut(
-        &mut self,
-        model: &str,
-        version: Option<&str>,
-    ) -> Result<&mut RegisteredVersion, ManagerError> {
-        let registered = self
-            .models
-            .get_mut(model)
-            .ok_or_else(|| ManagerError::ModelNotFound(model.to_string()))?;
-        let version = version.unwrap_or(&registered.default_version).to_string();
-        registered
-            .versions
-            .get_mut(&version)
-            .ok_or_else(|| ManagerError::VersionNotFound {
-                model: model.to_string(),
-                version,
-            })
+    fn publish(&self) {
+        self.published.store(Arc::new(self.registry.clone()));
+    }
+
+    fn entry(&self, model: &str, version: Option<&str>) -> Result<Arc<ModelEntry>, ManagerError> {
+        self.registry.lookup(model, version).cloned()
+    }
+
+    fn registration(&self, entry: &ModelEntry) -> Registration {
+        let spec = &entry.spec;
+        let (min, _) = self.counts(spec);
+        Registration {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+            workers: min,
+            startup_timeout: spec.settings.startup_timeout,
+            health: entry.health.clone(),
+        }
+    }
+
+    fn counts(&self, spec: &ModelSpec) -> (usize, usize) {
+        self.worker_counts
+            .get(&(spec.name.clone(), spec.version.clone()))
+            .copied()
+            .unwrap_or((spec.settings.min_workers, spec.settings.max_workers))
     }
 
     /// The registry as TorchServe's `model_snapshot` lists it.
     fn snapshot_models(&self) -> BTreeMap<String, BTreeMap<String, SnapshotModel>> {
-        self.models
+        self.registry
+            .models
             .iter()
             .map(|(name, model)| {
                 let versions = model
@@ -192,18 +132,14 @@ impl Supervisor {
                     .iter()
                     .map(|(version, entry)| {
                         let spec = &entry.spec;
-                        let settings = SnapshotModel {
-                            default_version: *version == model.default_version,
-                            mar_name: spec.origin.store_name.clone(),
-                            min_workers: entry.min_workers,
-                            max_workers: entry.max_workers,
-                            batch_size: spec.batch_size,
-                            max_batch_delay: spec.max_batch_delay.as_millis() as u64,
-                            response_timeout: spec.response_timeout.as_secs(),
-                            startup_timeout: spec.startup_timeout.as_secs(),
-                            runtime_type: spec.runtime.clone(),
-                        };
-                        (version.clone(), settings)
+                        let snapshot = SnapshotModel::new(
+                            &spec.settings,
+                            self.counts(spec),
+                            *version == model.default_version,
+                            &spec.origin.store_name,
+                            &spec.runtime,
+                        );
+                        (version.clone(), snapshot)
                     })
                     .collect();
                 (name.clone(), versions)
@@ -223,55 +159,70 @@ impl Supervisor {
             }
         }))
     }
+
+    /// Restarts, from their specs, the managers whose task died (a panic is not a stop, so actix
+    /// cannot restart them). Their queues and registrations are kept.
+    fn revive_dead_managers(&mut self) {
+        let dead: Vec<Arc<ModelEntry>> = self
+            .registry
+            .entries()
+            .filter(|entry| !entry.manager.connected())
+            .cloned()
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        for entry in dead {
+            log::error!("{}: model manager died; starting a new one", entry.spec.label());
+            let counts = self.counts(&entry.spec);
+            let revived = start_manager(entry.spec.clone(), entry.queue.clone(), counts);
+            self.insert(revived, false);
+        }
+        self.publish();
+    }
+
+    fn insert(&mut self, entry: ModelEntry, make_default: bool) {
+        let (name, version) = (entry.spec.name.clone(), entry.spec.version.clone());
+        let model = self.registry.models.entry(name).or_insert_with(|| RegisteredModel {
+            default_version: version.clone(),
+            versions: BTreeMap::new(),
+        });
+        if make_default {
+            model.default_version = version.clone();
+        }
+        model.versions.insert(version, Arc::new(entry));
+    }
+}
+
+/// Starts a model version's manager under actix supervision (a manager that stops is restarted
+/// with its state), with a fresh health channel.
+fn start_manager(spec: Arc<ModelSpec>, queue: Arc<ModelQueue>, workers: (usize, usize)) -> ModelEntry {
+    let (health_sender, health) = watch::channel(ModelHealth::default());
+    let manager = {
+        let (spec, queue) = (spec.clone(), queue.clone());
+        actix::Supervisor::start(move |_| ModelManager::new(spec, queue, workers, health_sender))
+    };
+    ModelEntry {
+        spec,
+        queue,
+        manager,
+        health,
+    }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(MANAGER_CHECK_INTERVAL, |supervisor, _| supervisor.revive_dead_managers());
+    }
 }
 
 /// Restarted by actix's Supervisor if it ever stops while still addressed; the registry is the
 /// actor's own state, so it survives the restart.
 impl actix::Supervised for Supervisor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        log::warn!("supervisor restarting with {} models", self.models.len());
-    }
-}
-
-/// Starts a model version's manager under actix supervision (a manager that stops is restarted
-/// with its state), with a fresh health channel.
-fn start_manager(
-    spec: &Arc<ModelSpec>,
-    workers: (usize, usize),
-) -> (Addr<ModelManager>, watch::Receiver<ModelHealth>) {
-    let (health_sender, health) = watch::channel(ModelHealth::default());
-    let spec = spec.clone();
-    let manager = actix::Supervisor::start(move |_| ModelManager::new(spec, workers, health_sender));
-    (manager, health)
-}
-
-impl RegisteredVersion {
-    /// A manager whose task died (a panic is not a stop, so actix cannot restart it) is started
-    /// again from its spec; its jobs were lost with it, its registration is not.
-    fn ensure_alive(&mut self) {
-        if !self.manager.connected() {
-            log::error!(
-                "{}_{}: model manager died; starting a new one",
-                self.spec.name,
-                self.spec.version
-            );
-            (self.manager, self.health) =
-                start_manager(&self.spec, (self.min_workers, self.max_workers));
-        }
-    }
-
-    fn registration(&self) -> Registration {
-        Registration {
-            name: self.spec.name.clone(),
-            version: self.spec.version.clone(),
-            workers: self.min_workers,
-            startup_timeout: self.spec.startup_timeout,
-            health: self.health.clone(),
-        }
+        log::warn!("supervisor restarting with {} models", self.registry.models.len());
     }
 }
 
@@ -280,34 +231,19 @@ impl Handler<Register> for Supervisor {
 
     fn handle(&mut self, register: Register, _ctx: &mut Context<Self>) -> Self::Result {
         let spec = Arc::new(register.spec);
-        let (name, version) = (spec.name.clone(), spec.version.clone());
-        if self
-            .models
-            .get(&name)
-            .is_some_and(|model| model.versions.contains_key(&version))
-        {
+        if self.registry.lookup(&spec.name, Some(&spec.version)).is_ok() {
             return Err(ManagerError::AlreadyRegistered {
-                model: name,
-                version,
+                model: spec.name.clone(),
+                version: spec.version.clone(),
             });
         }
-        let (manager, health) = start_manager(&spec, (spec.min_workers, spec.max_workers));
-        let entry = RegisteredVersion {
-            min_workers: spec.min_workers,
-            max_workers: spec.max_workers,
-            spec,
-            manager,
-            health,
-        };
-        let registration = entry.registration();
-        let model = self.models.entry(name).or_insert_with(|| RegisteredModel {
-            default_version: version.clone(),
-            versions: BTreeMap::new(),
-        });
-        if register.make_default {
-            model.default_version = version.clone();
-        }
-        model.versions.insert(version, entry);
+        let counts = (spec.settings.min_workers, spec.settings.max_workers);
+        self.worker_counts.insert((spec.name.clone(), spec.version.clone()), counts);
+        let queue = Arc::new(ModelQueue::new(spec.queue_settings()));
+        let entry = start_manager(spec, queue, counts);
+        let registration = self.registration(&entry);
+        self.insert(entry, register.make_default);
+        self.publish();
         if register.snapshot {
             self.save_snapshot(SnapshotKind::Snapshot);
         }
@@ -315,84 +251,29 @@ impl Handler<Register> for Supervisor {
     }
 }
 
-impl Handler<Route> for Supervisor {
-    type Result = Result<RouteTo, ManagerError>;
-
-    fn handle(&mut self, route: Route, _ctx: &mut Context<Self>) -> Self::Result {
-        let entry = self.version_mut(&route.model, route.version.as_deref())?;
-        entry.ensure_alive();
-        Ok(RouteTo {
-            manager: entry.manager.clone(),
-        })
-    }
-}
-
-impl Handler<Lookup> for Supervisor {
-    type Result = Result<Vec<Addr<ModelManager>>, ManagerError>;
-
-    fn handle(&mut self, lookup: Lookup, _ctx: &mut Context<Self>) -> Self::Result {
-        let version = match lookup.versions {
-            VersionSelector::Default => None,
-            VersionSelector::Named(version) => Some(version),
-            VersionSelector::All => {
-                let model = self
-                    .models
-                    .get_mut(&lookup.model)
-                    .ok_or_else(|| ManagerError::ModelNotFound(lookup.model.clone()))?;
-                return Ok(model
-                    .versions
-                    .values_mut()
-                    .map(|entry| {
-                        entry.ensure_alive();
-                        entry.manager.clone()
-                    })
-                    .collect());
-            }
-        };
-        let entry = self.version_mut(&lookup.model, version.as_deref())?;
-        entry.ensure_alive();
-        Ok(vec![entry.manager.clone()])
-    }
-}
-
-impl Handler<CheckHealth> for Supervisor {
-    type Result = bool;
-
-    fn handle(&mut self, _: CheckHealth, _ctx: &mut Context<Self>) -> bool {
-        self.models
-            .values_mut()
-            .flat_map(|model| model.versions.values_mut())
-            .all(|entry| {
-                entry.ensure_alive();
-                let health = *entry.health.borrow();
-                health.ready >= health.min_workers
-            })
-    }
-}
-
 impl Handler<Scale> for Supervisor {
     type Result = Result<Registration, ManagerError>;
 
     fn handle(&mut self, scale: Scale, _ctx: &mut Context<Self>) -> Self::Result {
-        let entry = self.version_mut(&scale.model, scale.version.as_deref())?;
-        entry.ensure_alive();
-        (entry.min_workers, entry.max_workers) = (scale.min, scale.max.max(scale.min));
-        entry.manager.do_send(ScaleWorkers {
-            min: entry.min_workers,
-            max: entry.max_workers,
-        });
-        let registration = entry.registration();
+        self.revive_dead_managers();
+        let entry = self.entry(&scale.model, scale.version.as_deref())?;
+        let (min, max) = (scale.min, scale.max.max(scale.min));
+        let key = (entry.spec.name.clone(), entry.spec.version.clone());
+        self.worker_counts.insert(key, (min, max));
+        entry.manager.do_send(ScaleWorkers { min, max });
+        let registration = self.registration(&entry);
         self.save_snapshot(SnapshotKind::Snapshot);
         Ok(registration)
     }
 }
 
 impl Handler<Unregister> for Supervisor {
-    type Result = Result<Unregistered, ManagerError>;
+    type Result = Result<Arc<ModelSpec>, ManagerError>;
 
     fn handle(&mut self, unregister: Unregister, _ctx: &mut Context<Self>) -> Self::Result {
         let name = unregister.model;
         let model = self
+            .registry
             .models
             .get_mut(&name)
             .ok_or_else(|| ManagerError::ModelNotFound(name.clone()))?;
@@ -400,10 +281,7 @@ impl Handler<Unregister> for Supervisor {
             .version
             .unwrap_or_else(|| model.default_version.clone());
         if !model.versions.contains_key(&version) {
-            return Err(ManagerError::VersionNotFound {
-                model: name,
-                version,
-            });
+            return Err(ManagerError::VersionNotFound { model: name, version });
         }
         if version == model.default_version && model.versions.len() > 1 {
             return Err(ManagerError::CannotRemoveDefault(name));
@@ -412,13 +290,15 @@ impl Handler<Unregister> for Supervisor {
             return Err(ManagerError::VersionNotFound { model: name, version });
         };
         if model.versions.is_empty() {
-            self.models.remove(&name);
+            self.registry.models.remove(&name);
         }
+        self.worker_counts.remove(&(name, version));
         // The manager refuses what is queued and retires its workers as their batches end; it
         // goes away once nothing addresses it.
         entry.manager.do_send(Shutdown);
+        self.publish();
         self.save_snapshot(SnapshotKind::Snapshot);
-        Ok(Unregistered { spec: entry.spec })
+        Ok(entry.spec.clone())
     }
 }
 
@@ -427,6 +307,7 @@ impl Handler<SetDefault> for Supervisor {
 
     fn handle(&mut self, set: SetDefault, _ctx: &mut Context<Self>) -> Self::Result {
         let model = self
+            .registry
             .models
             .get_mut(&set.model)
             .ok_or_else(|| ManagerError::ModelNotFound(set.model.clone()))?;
@@ -437,34 +318,9 @@ impl Handler<SetDefault> for Supervisor {
             });
         }
         model.default_version = set.version;
+        self.publish();
         self.save_snapshot(SnapshotKind::Snapshot);
         Ok(())
-    }
-}
-
-impl Handler<ListModels> for Supervisor {
-    type Result = Vec<(String, String)>;
-
-    fn handle(&mut self, _: ListModels, _ctx: &mut Context<Self>) -> Self::Result {
-        let mut models: Vec<(String, String)> = self
-            .models
-            .iter()
-            .filter_map(|(name, model)| {
-                let entry = model.versions.get(&model.default_version)?;
-                Some((name.clone(), entry.spec.origin.url.clone()))
-            })
-            .collect();
-        models.sort();
-        models
-    }
-}
-
-impl Handler<Readiness> for Supervisor {
-    type Result = Result<bool, ManagerError>;
-
-    fn handle(&mut self, Readiness(model): Readiness, _ctx: &mut Context<Self>) -> Self::Result {
-        let entry = self.version_mut(&model, None)?;
-        Ok(entry.health.borrow().ready > 0)
     }
 }
 
@@ -485,11 +341,13 @@ impl Handler<TakeSnapshot> for Supervisor {
 mod tests {
     use std::path::PathBuf;
 
-    use actix::{Message, Supervisor as ActixSupervisor};
-    use bytes::Bytes;
+    use actix::Supervisor as ActixSupervisor;
 
     use super::*;
-    use crate::actors::{Enqueue, Job};
+    use crate::actors::registry::shared_registry;
+    use crate::actors::Job;
+    use crate::request::InferenceRequest;
+    use crate::settings::{ModelSettings, Overrides, ServerDefaults};
 
     /// Test-only: makes a manager's handler panic, which kills the actor's task.
     #[derive(Message)]
@@ -503,31 +361,49 @@ mod tests {
         }
     }
 
-    fn route() -> Route {
-        Route {
-            model: "m".into(),
-            version: None,
-        }
+    fn spec_without_workers() -> ModelSpec {
+        let server = ServerDefaults {
+            workers: 0,
+            gpus: 0,
+            job_queue_size: 10,
+            response_timeout: Duration::from_secs(120),
+            startup_timeout: Duration::from_secs(120),
+        };
+        let settings = ModelSettings::resolve(&server, &Default::default(), &Default::default(), &Overrides::default());
+        let handler: crate::actors::HandlerFactory =
+            Arc::new(|_| Err(crate::handlers::ModelError::BadInput("unused".into())));
+        ModelSpec::new("m", "1.0", PathBuf::from("m.pt"), handler, settings)
     }
 
     #[test]
     fn a_dead_manager_is_restarted_and_the_registry_kept() {
         actix::System::new().block_on(async {
-            let supervisor = ActixSupervisor::start(|_| Supervisor::default());
-            // No workers: nothing to load, yet the manager answers every Enqueue.
-            let spec = ModelSpec::builder("m", "1.0", PathBuf::from("m.pt")).workers(0).build();
-            supervisor.send(Register::new(spec)).await.unwrap().unwrap();
-            let first = supervisor.send(route()).await.unwrap().unwrap().manager;
+            let registry = shared_registry();
+            let supervisor = ActixSupervisor::start({
+                let registry = registry.clone();
+                move |_| Supervisor::new(registry, None)
+            });
+            let register = Register { spec: spec_without_workers(), make_default: false, snapshot: false };
+            supervisor.send(register).await.unwrap().unwrap();
+            let first = registry.load().lookup("m", None).unwrap().manager.clone();
 
             first.do_send(Crash);
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(!first.connected(), "the panic ended the manager");
 
-            let second = supervisor.send(route()).await.unwrap().unwrap().manager;
-            assert!(second.connected());
-            let (job, _answer) = Job::new(Bytes::from_static(b"[1.0]"));
-            let answer = second.send(Enqueue(job)).await.expect("the new manager answers");
-            assert!(matches!(answer, Err(ManagerError::NoWorkers { .. })), "{answer:?}");
+            // The next control message (or the periodic check) starts a new one.
+            let scaled = supervisor
+                .send(Scale { model: "m".into(), version: None, min: 0, max: 0 })
+                .await
+                .unwrap();
+            assert!(scaled.is_ok());
+            let second = registry.load().lookup("m", None).unwrap().clone();
+            assert!(second.manager.connected());
+            // No workers: the new manager closed the queue to predictions, with TorchServe's answer.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (job, _answer) = Job::new(InferenceRequest::from_body("[1.0]".into()));
+            let refused = second.queue.submit(job, false).unwrap_err();
+            assert!(matches!(refused, ManagerError::NoWorkers { .. }), "{refused:?}");
         });
     }
 }

@@ -24,7 +24,7 @@ pub struct StoreEntry {
 /// Resolves `url` to an archive in `store`, downloading it when it is a URL. Blocking.
 pub fn fetch_into_store(store: &Path, url: &str, allowed: &[Regex]) -> Result<StoreEntry, ArchiveError> {
     if url.is_empty() {
-        return Err(ArchiveError::NotFound(String::new()));
+        return Err(ArchiveError::EmptyUrl);
     }
     if url.contains("..") {
         return Err(ArchiveError::PathEscapesStore(url.to_string()));
@@ -129,7 +129,7 @@ mod tests {
         let entry = fetch_into_store(store.path(), "a.mar", &default_allowed()).unwrap();
         assert_eq!(entry, StoreEntry { name: "a.mar".into(), downloaded: None });
         assert!(matches!(fetch_into_store(store.path(), "b.mar", &default_allowed()), Err(ArchiveError::NotFound(_))));
-        assert!(matches!(fetch_into_store(store.path(), "", &default_allowed()), Err(ArchiveError::NotFound(_))));
+        assert!(matches!(fetch_into_store(store.path(), "", &default_allowed()), Err(ArchiveError::EmptyUrl)));
         assert!(matches!(
             fetch_into_store(store.path(), "../a.mar", &default_allowed()),
             Err(ArchiveError::PathEscapesStore(_))

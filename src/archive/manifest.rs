@@ -42,6 +42,31 @@ pub struct ModelSection {
     pub description: Option<String>,
 }
 
+/// The runtimes a manifest may name (`torch-model-archiver --runtime`, the register call's
+/// `runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    Python,
+    Python3,
+    #[value(name = "LSP")]
+    Lsp,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Python => "python",
+            Runtime::Python3 => "python3",
+            Runtime::Lsp => "LSP",
+        }
+    }
+
+    /// Parses a runtime name exactly as written (TorchServe's `RuntimeType.fromValue`).
+    pub fn parse(name: &str) -> Option<Self> {
+        <Self as clap::ValueEnum>::from_str(name, false).ok()
+    }
+}
+
 fn default_runtime() -> String {
     "python".to_string()
 }

@@ -12,14 +12,19 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Code, ErrorCode};
+
 pub use extract::Limits;
 pub use fetch::{fetch_into_store, StoreEntry};
-pub use manifest::{Manifest, ModelSection};
+pub use manifest::{Manifest, ModelSection, Runtime};
 pub use model_config::{DeviceType, ModelConfig};
 pub use write::{pack, ArchiveFormat, PackError, PackOptions, PackReport, ARCHIVER_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// TorchServe's exact words for a register call with `url=`.
+    #[error("empty url")]
+    EmptyUrl,
     #[error("Model not found at: {0}")]
     NotFound(String),
     #[error("Given URL {0} does not match any allowed URL(s)")]
@@ -47,6 +52,26 @@ pub enum ArchiveError {
     InvalidModelConfig { path: PathBuf, message: String },
     #[error("unsupported archive {0}: tserve loads .mar files and unpacked model folders")]
     UnsupportedFormat(PathBuf),
+}
+
+impl ErrorCode for ArchiveError {
+    fn code(&self) -> Code {
+        match self {
+            ArchiveError::EmptyUrl
+            | ArchiveError::NotFound(_)
+            | ArchiveError::PathEscapesStore(_) | ArchiveError::UrlNotAllowed(_) => {
+                Code::ModelNotFound
+            }
+            ArchiveError::AlreadyExists(_) | ArchiveError::Io { .. } => Code::Internal,
+            ArchiveError::DownloadFailed { .. } => Code::DownloadFailed,
+            ArchiveError::Corrupt { .. }
+            | ArchiveError::TooLarge { .. }
+            | ArchiveError::UnsafeEntry { .. }
+            | ArchiveError::InvalidManifest { .. }
+            | ArchiveError::InvalidModelConfig { .. }
+            | ArchiveError::UnsupportedFormat(_) => Code::InvalidModel,
+        }
+    }
 }
 
 /// An opened model archive: its manifest and the folder holding its files.

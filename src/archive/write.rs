@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Manifest, ModelSection};
+use super::{Manifest, ModelSection, Runtime};
 
 /// torch-model-archiver's release whose archive format this writes.
 pub const ARCHIVER_VERSION: &str = "0.12.0";
@@ -25,7 +25,7 @@ const BUILT_IN_LSP_HANDLERS: [&str; 2] = ["BaseHandler", "TorchScriptHandler"];
 
 const MODEL_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ArchiveFormat {
     /// `.mar`, zip, deflated.
     Default,
@@ -38,16 +38,6 @@ pub enum ArchiveFormat {
 }
 
 impl ArchiveFormat {
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "default" => Some(Self::Default),
-            "zip-store" => Some(Self::ZipStore),
-            "tgz" => Some(Self::Tgz),
-            "no-archive" => Some(Self::NoArchive),
-            _ => None,
-        }
-    }
-
     fn extension(self) -> &'static str {
         match self {
             Self::Default | Self::ZipStore => ".mar",
@@ -67,7 +57,7 @@ pub struct PackOptions {
     pub handler: String,
     /// Comma-separated files, folders and glob patterns.
     pub extra_files: Option<String>,
-    pub runtime: String,
+    pub runtime: Runtime,
     pub export_path: PathBuf,
     pub format: ArchiveFormat,
     pub force: bool,
@@ -193,7 +183,7 @@ pub fn pack(options: &PackOptions) -> Result<PackReport, PackError> {
     if let Some(serialized) = &options.serialized_file {
         contents.add_file(serialized)?;
     }
-    if let Some(handler_file) = handler_file(&options.handler, &options.runtime) {
+    if let Some(handler_file) = handler_file(&options.handler, options.runtime) {
         contents.add_file(&handler_file)?;
     }
     if let Some(extra) = &options.extra_files {
@@ -208,7 +198,7 @@ pub fn pack(options: &PackOptions) -> Result<PackReport, PackError> {
 
     let manifest = Manifest {
         created_on: Some(created_on),
-        runtime: options.runtime.clone(),
+        runtime: options.runtime.as_str().to_string(),
         description: None,
         model: ModelSection {
             model_name: options.model_name.clone(),
@@ -231,9 +221,9 @@ pub fn pack(options: &PackOptions) -> Result<PackReport, PackError> {
 
 /// The handler file to copy, if the handler is not built in: `x.py`, or `x` / `x:fn` for
 /// `x.py` (`.so` for the LSP runtime).
-fn handler_file(handler: &str, runtime: &str) -> Option<PathBuf> {
+fn handler_file(handler: &str, runtime: Runtime) -> Option<PathBuf> {
     let file = handler.split(':').next().unwrap_or(handler);
-    if runtime == "LSP" {
+    if runtime == Runtime::Lsp {
         return (!BUILT_IN_LSP_HANDLERS.contains(&handler)).then(|| PathBuf::from(format!("{file}.so")));
     }
     if BUILT_IN_HANDLERS.contains(&handler) {
@@ -371,12 +361,12 @@ mod tests {
 
     #[test]
     fn handler_files_follow_torch_model_archiver() {
-        assert_eq!(handler_file("image_classifier", "python"), None);
-        assert_eq!(handler_file("in/h.py", "python"), Some(PathBuf::from("in/h.py")));
-        assert_eq!(handler_file("in/h:handle", "python"), Some(PathBuf::from("in/h.py")));
-        assert_eq!(handler_file("in/h.py:handle", "python"), Some(PathBuf::from("in/h.py")));
-        assert_eq!(handler_file("BaseHandler", "LSP"), None);
-        assert_eq!(handler_file("lib/h", "LSP"), Some(PathBuf::from("lib/h.so")));
+        assert_eq!(handler_file("image_classifier", Runtime::Python), None);
+        assert_eq!(handler_file("in/h.py", Runtime::Python), Some(PathBuf::from("in/h.py")));
+        assert_eq!(handler_file("in/h:handle", Runtime::Python), Some(PathBuf::from("in/h.py")));
+        assert_eq!(handler_file("in/h.py:handle", Runtime::Python), Some(PathBuf::from("in/h.py")));
+        assert_eq!(handler_file("BaseHandler", Runtime::Lsp), None);
+        assert_eq!(handler_file("lib/h", Runtime::Lsp), Some(PathBuf::from("lib/h.so")));
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct Config {
     pub job_queue_size: usize,
     /// Largest request body accepted, in bytes; larger bodies get 413.
     pub max_request_size: usize,
+    /// How long a client may take to send a request body (tserve's own key,
+    /// `request_read_timeout`, in seconds; TorchServe has none): past it, 408.
+    pub request_read_timeout: Duration,
     /// How long a request waits for its prediction before it gets 500 `Worker died.`.
     pub default_response_timeout: Duration,
     /// How long a worker may take to load its model.
@@ -116,6 +119,17 @@ pub struct ModelOverrides {
 }
 
 impl Config {
+    /// What a model's settings fall back on.
+    pub fn server_defaults(&self) -> crate::settings::ServerDefaults {
+        crate::settings::ServerDefaults {
+            workers: self.default_workers_per_model,
+            gpus: self.number_of_gpu,
+            job_queue_size: self.job_queue_size,
+            response_timeout: self.default_response_timeout,
+            startup_timeout: self.default_startup_timeout,
+        }
+    }
+
     /// The `models=` entry for a model version, if any.
     pub fn model_overrides(&self, name: &str, version: &str) -> Option<&ModelOverrides> {
         self.models.get(name).and_then(|versions| versions.get(version))
@@ -137,6 +151,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "number_of_gpu",
     "job_queue_size",
     "max_request_size",
+    "request_read_timeout",
     "default_response_timeout",
     "default_startup_timeout",
     "models",
@@ -291,6 +306,7 @@ impl Config {
             number_of_gpu,
             job_queue_size: reader.parse("job_queue_size")?.unwrap_or(100),
             max_request_size: reader.parse("max_request_size")?.unwrap_or(6_553_500),
+            request_read_timeout: Duration::from_secs(reader.parse("request_read_timeout")?.unwrap_or(60)),
             default_response_timeout: seconds("default_response_timeout")?,
             default_startup_timeout: seconds("default_startup_timeout")?,
             archive_limits: {

@@ -13,6 +13,8 @@ use std::path::Path;
 use serde_json::Value;
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
+use crate::error::{Code, ErrorCode};
+
 pub use base::BaseHandler;
 pub use image_classifier::ImageClassifier;
 
@@ -25,6 +27,10 @@ pub enum ModelError {
     /// libtorch failed while running the model; holds the last line of its traceback.
     #[error("Prediction failed: {0}")]
     Prediction(String),
+    /// A device failure (a CUDA error) that may leave the worker's device context corrupt: the
+    /// worker is replaced rather than reused.
+    #[error("Device fault: {0}")]
+    DeviceFault(String),
     /// The model ran but its output does not fit the handler (wrong type, rank or batch size).
     #[error("Invalid model predict output: {0}")]
     InvalidOutput(String),
@@ -39,14 +45,34 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// Whether the worker that met this error can no longer be trusted to serve: a CUDA error
-    /// may leave the device context corrupt, so the worker is replaced rather than reused.
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, ModelError::Prediction(m) if m.contains("CUDA error"))
+    /// Whether the worker that met this error can no longer be trusted to serve.
+    pub fn is_fault(&self) -> bool {
+        matches!(self, ModelError::DeviceFault(_))
     }
 
+    /// Classifies a libtorch failure once, where it happens: a CUDA error is a device fault,
+    /// anything else a failure of this prediction.
     fn from_torch(err: tch::TchError) -> Self {
-        ModelError::Prediction(last_line(&err.to_string()))
+        let message = last_line(&err.to_string());
+        if message.contains("CUDA error") {
+            ModelError::DeviceFault(message)
+        } else {
+            ModelError::Prediction(message)
+        }
+    }
+}
+
+impl ErrorCode for ModelError {
+    fn code(&self) -> Code {
+        match self {
+            // A payload that cannot be model input is the client's error. (TorchServe answers
+            // 503 for it, like any handler exception.)
+            ModelError::BadInput(_) => Code::BadRequest,
+            // TorchServe's code for an exception raised while the model runs.
+            ModelError::Prediction(_) | ModelError::InvalidOutput(_) => Code::Backend(503),
+            ModelError::DeviceFault(_) | ModelError::Load { .. } => Code::Internal,
+            ModelError::UnsupportedHandler(_) => Code::InvalidModel,
+        }
     }
 }
 
@@ -257,8 +283,10 @@ mod tests {
     }
 
     #[test]
-    fn cuda_errors_retire_the_worker() {
-        assert!(ModelError::Prediction("CUDA error: an illegal memory access".into()).is_fatal());
-        assert!(!ModelError::Prediction("RuntimeError: boom".into()).is_fatal());
+    fn cuda_errors_are_device_faults() {
+        let cuda = ModelError::from_torch(tch::TchError::Torch("CUDA error: an illegal memory access".into()));
+        assert!(cuda.is_fault(), "{cuda:?}");
+        let plain = ModelError::from_torch(tch::TchError::Torch("RuntimeError: boom".into()));
+        assert!(!plain.is_fault(), "{plain:?}");
     }
 }

@@ -1,5 +1,6 @@
-//! The API's errors and their one mapping to HTTP: TorchServe's status codes and its JSON body
-//! `{"code", "type", "message"}`, where `type` is the TorchServe exception name clients match on.
+//! The HTTP layer's errors and their one rendering: the status and TorchServe exception name come
+//! from the crate's code table ([`crate::error::Code`]), the body is TorchServe's
+//! `{"code", "type", "message"}`.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -9,14 +10,13 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::actors::ManagerError;
-use crate::archive::ArchiveError;
-use crate::handlers::ModelError;
+use crate::error::{Code, ErrorCode};
+use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
-    Manager(#[from] ManagerError),
+    Service(#[from] ServiceError),
     #[error("Request body is larger than max_request_size ({limit} bytes)")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -25,135 +25,37 @@ pub enum ApiError {
     ResourceNotFound,
     #[error("Requested method is not allowed, please refer to API document.")]
     MethodNotAllowed,
-    #[error("Model store has not been configured.")]
-    NoModelStore,
-    #[error("Failed to start workers for model {model} version: {}", version.as_deref().unwrap_or("null"))]
-    WorkersFailed {
-        model: String,
-        version: Option<String>,
-    },
+    #[error("The request body did not arrive within {seconds}s")]
+    BodyTimeout { seconds: u64 },
     /// The client hung up before its answer; nobody reads this response.
     #[error("Client closed the connection before the answer")]
     ClientGone,
-    /// An actor did not take or answer a message (it is gone or the server is stopping).
-    #[error("Server is busy or stopping: {0}")]
-    Unavailable(String),
 }
 
-impl From<actix::MailboxError> for ApiError {
-    fn from(e: actix::MailboxError) -> Self {
-        ApiError::Unavailable(e.to_string())
-    }
-}
-
-impl From<ArchiveError> for ApiError {
-    fn from(e: ArchiveError) -> Self {
-        ApiError::Manager(ManagerError::Archive(e))
-    }
-}
-
-impl From<ModelError> for ApiError {
-    fn from(e: ModelError) -> Self {
-        ApiError::Manager(ManagerError::Model(e))
-    }
-}
-
-impl ApiError {
-    /// TorchServe's exception name for this error, sent as `type`.
-    fn type_name(&self) -> &'static str {
+impl ErrorCode for ApiError {
+    fn code(&self) -> Code {
         match self {
-            ApiError::Manager(e) => match e {
-                ManagerError::ModelNotFound(_) => "ModelNotFoundException",
-                ManagerError::VersionNotFound { .. } => "ModelVersionNotFoundException",
-                ManagerError::QueueFull { .. }
-                | ManagerError::NoWorkers { .. }
-                | ManagerError::Expired { .. }
-                | ManagerError::Stopped(_) => "ServiceUnavailableException",
-                ManagerError::Model(ModelError::BadInput(_)) => "BadRequestException",
-                ManagerError::AlreadyRegistered { .. } => "ConflictStatusException",
-                ManagerError::NoSuchDefaultVersion { .. } => "ModelVersionNotFoundException",
-                ManagerError::CannotRemoveDefault(_) => "InvalidModelVersionException",
-                ManagerError::Archive(
-                    ArchiveError::NotFound(_)
-                    | ArchiveError::PathEscapesStore(_)
-                    | ArchiveError::UrlNotAllowed(_),
-                ) => "ModelNotFoundException",
-                ManagerError::Archive(ArchiveError::AlreadyExists(_) | ArchiveError::Io { .. }) => {
-                    "InternalServerException"
-                }
-                ManagerError::Archive(ArchiveError::DownloadFailed { .. }) => "DownloadArchiveException",
-                ManagerError::Archive(_)
-                | ManagerError::EagerModel { .. }
-                | ManagerError::MissingSerializedFile { .. } => "InvalidModelException",
-                ManagerError::Model(ModelError::UnsupportedHandler(_)) => "InvalidModelException",
-                ManagerError::WorkerDied | ManagerError::Model(_) => "InternalServerException",
-            },
-            ApiError::PayloadTooLarge { .. } => "PayloadTooLargeException",
-            ApiError::BadRequest(_) => "BadRequestException",
-            ApiError::ResourceNotFound => "ResourceNotFoundException",
-            ApiError::MethodNotAllowed => "MethodNotAllowedException",
-            ApiError::Unavailable(_) => "ServiceUnavailableException",
-            ApiError::ClientGone => "ClientClosedRequest",
-            ApiError::NoModelStore => "ModelNotFoundException",
-            ApiError::WorkersFailed { .. } => "InternalServerException",
+            ApiError::Service(e) => e.code(),
+            ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            ApiError::BadRequest(_) => Code::BadRequest,
+            ApiError::ResourceNotFound => Code::ResourceNotFound,
+            ApiError::MethodNotAllowed => Code::MethodNotAllowed,
+            ApiError::BodyTimeout { .. } => Code::RequestTimeout,
+            ApiError::ClientGone => Code::ClientGone,
         }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::Manager(e) => match e {
-                ManagerError::ModelNotFound(_) | ManagerError::VersionNotFound { .. } => {
-                    StatusCode::NOT_FOUND
-                }
-                ManagerError::QueueFull { .. }
-                | ManagerError::NoWorkers { .. }
-                | ManagerError::Expired { .. }
-                | ManagerError::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
-                ManagerError::WorkerDied => StatusCode::INTERNAL_SERVER_ERROR,
-                // A payload that cannot be model input is the client's error. (TorchServe
-                // answers 503 for it, like any handler exception.)
-                ManagerError::Model(ModelError::BadInput(_)) => StatusCode::BAD_REQUEST,
-                // TorchServe's code for an exception raised while the model runs.
-                ManagerError::Model(ModelError::Prediction(_) | ModelError::InvalidOutput(_)) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                ManagerError::Model(ModelError::UnsupportedHandler(_)) => StatusCode::BAD_REQUEST,
-                ManagerError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                ManagerError::Archive(ArchiveError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
-                ManagerError::AlreadyRegistered { .. } => StatusCode::CONFLICT,
-                ManagerError::NoSuchDefaultVersion { .. } => StatusCode::NOT_FOUND,
-                ManagerError::CannotRemoveDefault(_) => StatusCode::FORBIDDEN,
-                ManagerError::Archive(
-                    ArchiveError::NotFound(_)
-                    | ArchiveError::PathEscapesStore(_)
-                    | ArchiveError::UrlNotAllowed(_),
-                ) => StatusCode::NOT_FOUND,
-                ManagerError::Archive(ArchiveError::AlreadyExists(_)) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                ManagerError::Archive(_)
-                | ManagerError::EagerModel { .. }
-                | ManagerError::MissingSerializedFile { .. } => StatusCode::BAD_REQUEST,
-            },
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::ResourceNotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            // nginx's 499: recorded in logs only, since the client is gone.
-            ApiError::ClientGone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-            ApiError::NoModelStore => StatusCode::NOT_FOUND,
-            ApiError::WorkersFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let body = ErrorBody {
             code: status.as_u16(),
-            r#type: self.type_name(),
+            r#type: self.code().type_name(),
             message: self.to_string(),
         };
         let mut response = HttpResponse::build(status);
@@ -173,9 +75,12 @@ struct ErrorBody {
 }
 
 /// JSON as TorchServe writes it: two-space indent, newline at the end.
-pub fn pretty_json(value: &impl Serialize) -> String {
-    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string());
-    text.push('\n');
+pub fn pretty_json(value: &impl Serialize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(128);
+    if serde_json::to_writer_pretty(&mut text, value).is_err() {
+        text = b"null".to_vec();
+    }
+    text.push(b'\n');
     text
 }
 
@@ -184,17 +89,22 @@ pub async fn resource_not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::ResourceNotFound)
 }
 
-/// Gives every response an `x-request-id`, as TorchServe does.
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Gives every response an `x-request-id`, as TorchServe does; a prediction sets its own (the
+/// id its backend saw), which is kept.
 pub async fn with_request_id(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut response = next.call(request).await?;
-    let id = uuid::Uuid::new_v4().to_string();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
+    let name = HeaderName::from_static("x-request-id");
+    if !response.headers().contains_key(&name) {
+        if let Ok(value) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            response.headers_mut().insert(name, value);
+        }
     }
     Ok(response)
 }

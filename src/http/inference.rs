@@ -1,40 +1,47 @@
-//! The inference API: `/ping` and `/predictions/{model}[/{version}]`.
+//! The inference API: `/ping`, `/predictions/{model}[/{version}]`, and the API description.
 
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::error::pretty_json;
-use super::{disconnect, payload, ApiError, AppState};
-use crate::actors::{CheckHealth, Enqueue, Job, ManagerError, Route};
+use super::error::{method_not_allowed, pretty_json};
+use super::{disconnect, openapi, payload, ApiError, AppState};
+use crate::request::{Body, Prediction};
+use crate::service::Target;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ping", web::route().to(ping))
-        // TorchServe takes predictions by any method but OPTIONS (`curl -T` sends PUT).
-        .service(
-            web::resource(["/predictions/{model}", "/predictions/{model}/{version}"])
-                .route(web::route().guard(guard::Options()).to(method_not_allowed))
-                .route(web::route().to(predict)),
-        );
+    cfg.service(
+        web::resource("/")
+            .route(web::route().guard(guard::Options()).to(api_description))
+            .route(web::route().to(method_not_allowed)),
+    )
+    .route("/api-description", web::route().to(api_description))
+    .route("/ping", web::route().to(ping))
+    // TorchServe takes predictions by any method but OPTIONS (`curl -T` sends PUT).
+    .service(
+        web::resource(["/predictions/{model}", "/predictions/{model}/{version}"])
+            .route(web::route().guard(guard::Options()).to(method_not_allowed))
+            .route(web::route().to(predict)),
+    );
+}
+
+async fn api_description() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi::INFERENCE)
 }
 
 /// Healthy while every model has its minimum of ready workers; otherwise 500, as TorchServe.
-async fn ping(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let healthy = state.supervisor.send(CheckHealth).await?;
-    let (mut response, status) = if healthy {
+async fn ping(state: web::Data<AppState>) -> HttpResponse {
+    let (mut response, status) = if state.models.health() {
         (HttpResponse::Ok(), "Healthy")
     } else {
         (HttpResponse::InternalServerError(), "Unhealthy")
     };
-    Ok(response
+    response
         .content_type("application/json")
-        .body(pretty_json(&json!({ "status": status }))))
-}
-
-/// The model (and version) a prediction path names.
-#[derive(serde::Deserialize)]
-struct Target {
-    model: String,
-    version: Option<String>,
+        .body(pretty_json(&json!({ "status": status })))
 }
 
 async fn predict(
@@ -43,28 +50,40 @@ async fn predict(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let Target { model, version } = target.into_inner();
-    let input = payload::read_input(&request, body, state.max_request_size).await?;
-    let route = state.supervisor.send(Route { model, version }).await??;
-
-    let (job, answer) = Job::new(input);
-    route.manager.send(Enqueue(job)).await??;
-    // The manager answers every job it accepted: with the prediction, or with `Worker died.`
-    // once its batch overruns the response timeout, or with an error when the job expires or
-    // the model has no workers left. If the client goes away first, `answer` is dropped and
-    // the manager skips the job.
-    let answer = tokio::select! {
-        answer = answer => answer.map_err(|_| ManagerError::WorkerDied)??,
+    let input = payload::read_request(&request, body, state.body_limits).await?;
+    let request_id = input.id.clone();
+    // If the client goes away first, dropping the prediction withdraws its job.
+    let prediction = tokio::select! {
+        prediction = state.models.predict(&target, input) => prediction?,
         _ = disconnect::client_gone(&request) => {
             log::debug!("client of {} went away before its answer", request.path());
             return Err(ApiError::ClientGone);
         }
     };
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(pretty_json(&answer)))
+    Ok(respond(prediction, &request_id))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// The HTTP response for a backend's answer: its status, content type, headers and body.
+fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
+    let status = StatusCode::from_u16(prediction.status).unwrap_or(StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        response.insert_header((HeaderName::from_static("x-request-id"), id));
+    }
+    for (name, value) in &prediction.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+            response.insert_header((name, value));
+        }
+    }
+    let default_type = match &prediction.body {
+        Body::Json(_) => Some("application/json"),
+        Body::Raw(_) => None,
+    };
+    if let Some(content_type) = prediction.content_type.as_deref().or(default_type) {
+        response.content_type(content_type);
+    }
+    match prediction.body {
+        Body::Json(value) => response.body(pretty_json(&value)),
+        Body::Raw(bytes) => response.body(bytes),
+    }
 }

@@ -1,6 +1,5 @@
-//! The HTTP side: actix-web listeners that turn requests into typed actor messages. Nothing here
-//! touches libtorch; handlers parse, route through the Supervisor and await a reply with a
-//! deadline.
+//! The HTTP side: actix-web listeners whose handlers parse requests into typed inputs and call
+//! the model service ([`crate::service::Models`]). Nothing here touches actors or libtorch.
 
 mod disconnect;
 mod error;
@@ -9,23 +8,37 @@ mod management;
 mod openapi;
 mod payload;
 
-use std::sync::Arc;
-
-use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
 
 pub use error::ApiError;
+use payload::BodyLimits;
 
-use crate::actors::Supervisor;
-use crate::config::Config;
+use crate::config::{Config, ListenAddress};
+use crate::service::Models;
 
 /// What every HTTP handler shares: cheap handles only.
 pub struct AppState {
-    pub supervisor: Addr<Supervisor>,
-    pub config: Arc<Config>,
-    /// Largest request body accepted, in bytes.
-    pub max_request_size: usize,
+    pub models: Models,
+    pub body_limits: BodyLimits,
+    /// Whether register and unregister are allowed.
+    pub enable_model_api: bool,
+}
+
+impl AppState {
+    pub fn new(models: Models) -> Self {
+        let config: &Config = models.config();
+        let body_limits = BodyLimits {
+            max_bytes: config.max_request_size,
+            deadline: config.request_read_timeout,
+        };
+        let enable_model_api = config.enable_model_api;
+        Self {
+            models,
+            body_limits,
+            enable_model_api,
+        }
+    }
 }
 
 /// A bound listener: the running server and the addresses it bound (port 0 in the config picks
@@ -36,40 +49,51 @@ pub struct Listener {
 }
 
 /// The inference API: `/ping`, `/predictions`.
-pub fn bind_inference(config: &Arc<Config>, supervisor: Addr<Supervisor>) -> std::io::Result<Listener> {
-    bind(config, supervisor, &config.inference_address, inference::routes)
+pub fn bind_inference(models: &Models) -> std::io::Result<Listener> {
+    bind(models, &models.config().inference_address, inference::routes)
 }
 
 /// The management API: `/models`, KServe readiness, the API description.
-pub fn bind_management(config: &Arc<Config>, supervisor: Addr<Supervisor>) -> std::io::Result<Listener> {
-    bind(config, supervisor, &config.management_address, management::routes)
+pub fn bind_management(models: &Models) -> std::io::Result<Listener> {
+    bind(models, &models.config().management_address, management::routes)
 }
 
-fn bind(
-    config: &Arc<Config>,
-    supervisor: Addr<Supervisor>,
-    address: &crate::config::ListenAddress,
+/// The routes of one API, for a listener or an in-process test service.
+pub fn app(
+    state: web::Data<AppState>,
     routes: fn(&mut web::ServiceConfig),
-) -> std::io::Result<Listener> {
-    let state = web::Data::new(AppState {
-        supervisor,
-        config: config.clone(),
-        max_request_size: config.max_request_size,
-    });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::PayloadConfig::new(state.max_request_size))
-            .wrap(torchserve_headers())
-            .wrap(middleware::from_fn(error::with_request_id))
-            .configure(routes)
-            .default_service(web::to(error::resource_not_found))
-    })
-    .on_connect(disconnect::remember_socket)
-    .workers(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    // The server module owns SIGTERM/SIGINT, installed before the port is announced.
-    .disable_signals()
-    .bind((address.host.as_str(), address.port))?;
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let max_bytes = state.body_limits.max_bytes;
+    App::new()
+        .app_data(state)
+        .app_data(web::PayloadConfig::new(max_bytes))
+        .wrap(torchserve_headers())
+        .wrap(middleware::from_fn(error::with_request_id))
+        // TorchServe accepts a trailing slash (`DELETE /models/name/?synchronous=true`).
+        .wrap(middleware::NormalizePath::trim())
+        .configure(routes)
+        .default_service(web::to(error::resource_not_found))
+}
+
+pub use inference::routes as inference_routes;
+pub use management::routes as management_routes;
+
+fn bind(models: &Models, address: &ListenAddress, routes: fn(&mut web::ServiceConfig)) -> std::io::Result<Listener> {
+    let state = web::Data::new(AppState::new(models.clone()));
+    let server = HttpServer::new(move || app(state.clone(), routes))
+        .on_connect(disconnect::remember_socket)
+        .workers(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        // The server module owns SIGTERM/SIGINT, installed before the port is announced.
+        .disable_signals()
+        .bind((address.host.as_str(), address.port))?;
     let addresses = server.addrs();
     Ok(Listener {
         server: server.run(),

@@ -1,4 +1,69 @@
-//! The management API's OpenAPI 3 description, served on `OPTIONS /` and `/api-description`.
+//! The APIs' OpenAPI 3 descriptions, served on each listener's `OPTIONS /` and
+//! `/api-description`.
+
+pub const INFERENCE: &str = r##"{
+  "openapi": "3.0.1",
+  "info": {
+    "title": "tserve Inference API",
+    "description": "TorchServe-compatible inference API: health and predictions.",
+    "version": "0.1.0"
+  },
+  "paths": {
+    "/": {
+      "options": {"operationId": "apiDescription", "responses": {"200": {"description": "This document"}}}
+    },
+    "/api-description": {
+      "get": {"operationId": "apiDescriptionGet", "responses": {"200": {"description": "This document"}}}
+    },
+    "/ping": {
+      "get": {
+        "operationId": "ping",
+        "description": "Healthy while every model has its minimum of ready workers.",
+        "responses": {
+          "200": {"description": "{\"status\": \"Healthy\"}", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+          "500": {"description": "{\"status\": \"Unhealthy\"}", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+        }
+      }
+    },
+    "/predictions/{model_name}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "post": {
+        "operationId": "predictions",
+        "description": "Runs the model's default version on the body (or the multipart field data).",
+        "requestBody": {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {
+          "200": {"description": "The handler's answer"},
+          "400": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "500": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/predictions/{model_name}/{model_version}": {
+      "parameters": [
+        {"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}},
+        {"in": "path", "name": "model_version", "required": true, "schema": {"type": "string"}}
+      ],
+      "post": {
+        "operationId": "versionPredictions",
+        "requestBody": {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"200": {"description": "The handler's answer"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
+      }
+    }
+  },
+  "components": {
+    "schemas": {
+      "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+      "Error": {"type": "object", "properties": {"code": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"}}}
+    },
+    "responses": {
+      "Error": {"description": "TorchServe error body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    }
+  }
+}
+"##;
 
 pub const MANAGEMENT: &str = r##"{
   "openapi": "3.0.1",
@@ -101,5 +166,7 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(super::MANAGEMENT).unwrap();
         assert_eq!(doc["openapi"], "3.0.1");
         assert!(doc["paths"]["/models"]["post"].is_object());
+        let doc: serde_json::Value = serde_json::from_str(super::INFERENCE).unwrap();
+        assert!(doc["paths"]["/predictions/{model_name}"]["post"].is_object());
     }
 }

@@ -1,6 +1,10 @@
-//! Reads a prediction's input from the request, as TorchServe's handlers see it: a multipart
-//! form's `data` field (or `body`, or the first field), or else the whole raw body. Every read
-//! stops at `max_request_size`.
+//! Reads a prediction request into the [`InferenceRequest`] every backend sees, as TorchServe's
+//! frontend does: each field of a multipart form becomes a named parameter with its own content
+//! type; any other body becomes one parameter named `body`, with the request's content type. The
+//! HTTP headers go along. Every read stops at `max_request_size`, and the whole body must arrive
+//! within the read deadline, so a client trickling bytes cannot hold a connection forever.
+
+use std::time::Duration;
 
 use actix_multipart::Multipart;
 use actix_web::http::header;
@@ -9,12 +13,57 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use super::ApiError;
+use crate::request::{InferenceRequest, Parameter};
 
-pub async fn read_input(
+/// What a body read may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub deadline: Duration,
+}
+
+/// Reads the whole prediction request.
+pub async fn read_request(
     request: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
+    limits: BodyLimits,
+) -> Result<InferenceRequest, ApiError> {
+    let parameters = within_deadline(limits, read_parameters(request, payload, limits.max_bytes)).await?;
+    if parameters.iter().all(|p| p.value.is_empty()) {
+        return Err(ApiError::BadRequest(
+            "Request has no input: send it as the body or as form field \"data\".".into(),
+        ));
+    }
+    let headers = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    Ok(InferenceRequest {
+        id: uuid::Uuid::new_v4().to_string(),
+        headers,
+        parameters,
+    })
+}
+
+/// Reads a whole body (for JSON management requests), within the same limits.
+pub async fn read_body(request: &HttpRequest, payload: web::Payload, limits: BodyLimits) -> Result<Bytes, ApiError> {
+    check_declared_length(request, limits.max_bytes)?;
+    within_deadline(limits, read_limited(payload, limits.max_bytes)).await
+}
+
+async fn within_deadline<T>(
+    limits: BodyLimits,
+    read: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limits.deadline, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout {
+            seconds: limits.deadline.as_secs(),
+        })?
+}
+
+fn check_declared_length(request: &HttpRequest, limit: usize) -> Result<(), ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -23,22 +72,28 @@ pub async fn read_input(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let is_multipart = request
+    Ok(())
+}
+
+async fn read_parameters(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<Parameter>, ApiError> {
+    check_declared_length(request, limit)?;
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let input = if is_multipart {
-        read_form_field(request, payload, limit).await?
-    } else {
-        read_limited(payload, limit).await?
-    };
-    if input.is_empty() {
-        return Err(ApiError::BadRequest(
-            "Request has no input: send it as the body or as form field \"data\".".into(),
-        ));
+        .map(str::to_string);
+    if content_type.as_deref().is_some_and(|v| v.starts_with("multipart/form-data")) {
+        return read_form(request, payload, limit).await;
     }
-    Ok(input)
+    Ok(vec![Parameter {
+        name: "body".into(),
+        content_type,
+        value: read_limited(payload, limit).await?,
+    }])
 }
 
 async fn read_limited<E: std::fmt::Display>(
@@ -56,27 +111,22 @@ async fn read_limited<E: std::fmt::Display>(
     Ok(body.freeze())
 }
 
-/// The form field TorchServe's handlers read: `data`, then `body`, then whatever comes first.
-async fn read_form_field(
-    request: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
+/// Every field of a form, in order, each with its name and content type.
+async fn read_form(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Vec<Parameter>, ApiError> {
     let mut form = Multipart::new(request.headers(), payload);
-    let mut chosen: Option<(u8, Bytes)> = None;
+    let mut parameters = Vec::new();
     let mut total = 0usize;
     while let Some(field) = form.next().await {
         let field = field.map_err(|e| ApiError::BadRequest(format!("invalid multipart form: {e}")))?;
-        let rank = match field.name() {
-            Some("data") => 0,
-            Some("body") => 1,
-            _ => 2,
-        };
-        let content = read_limited(field, limit - total).await?;
-        total += content.len();
-        if chosen.as_ref().map_or(true, |(best, _)| rank < *best) {
-            chosen = Some((rank, content));
-        }
+        let name = field.name().unwrap_or_default().to_string();
+        let content_type = field.content_type().map(|mime| mime.to_string());
+        let value = read_limited(field, limit - total).await?;
+        total += value.len();
+        parameters.push(Parameter {
+            name,
+            content_type,
+            value,
+        });
     }
-    Ok(chosen.map(|(_, content)| content).unwrap_or_default())
+    Ok(parameters)
 }

@@ -1,0 +1,383 @@
+//! A model version's job queue as a pure state machine: admission, client-timeout expiry and
+//! batch forming, with time passed in, so every rule is unit-tested without threads or sleeps.
+//! [`super::model_queue::ModelQueue`] shares it between the HTTP threads that submit jobs and
+//! the worker threads that take batches.
+//!
+//! Batching follows TorchServe's `Model.pollBatch`: a free worker takes the first job waiting,
+//! then waits at most `max_batch_delay` (counted from that moment) for the batch to fill up to
+//! `batch_size`, and sends whatever it has when the batch is full or the delay is over.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{Job, ManagerError};
+
+/// What the queue needs to know of its model version.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub model: String,
+    pub version: String,
+    /// Jobs waiting at most; one more is refused at once (503).
+    pub capacity: usize,
+    pub batch_size: usize,
+    pub max_batch_delay: Duration,
+    /// Jobs that waited longer than this are answered with an error, unrun.
+    pub client_timeout: Option<Duration>,
+}
+
+/// Whether the queue takes new jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Open,
+    /// No worker now and none coming: jobs would never run.
+    NoWorkers,
+    /// The model is being unregistered.
+    Closed,
+}
+
+/// What a free worker should do next.
+#[derive(Debug)]
+pub enum Next {
+    /// Run these jobs as one batch.
+    Batch(Vec<Job>),
+    /// A batch is forming: ask again at this instant (or when a job arrives).
+    WaitUntil(Instant),
+    /// Nothing to do until a job arrives.
+    Empty,
+}
+
+pub struct JobQueue {
+    settings: QueueSettings,
+    jobs: VecDeque<Job>,
+    /// When a free worker first found jobs waiting: the batch it forms closes at this instant
+    /// plus `max_batch_delay`.
+    forming_since: Option<Instant>,
+    admission: Admission,
+}
+
+impl JobQueue {
+    pub fn new(settings: QueueSettings) -> Self {
+        Self {
+            settings,
+            // Not pre-allocated: the configured capacity may be far larger than ever used.
+            jobs: VecDeque::new(),
+            forming_since: None,
+            admission: Admission::Open,
+        }
+    }
+
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Accepts a job, or says why not. A refused job is dropped, which its client never sees:
+    /// the caller answers with the error instead.
+    pub fn push(&mut self, job: Job, version_named: bool) -> Result<(), ManagerError> {
+        match self.admission {
+            Admission::Open => {}
+            Admission::NoWorkers => return Err(self.no_workers(version_named)),
+            Admission::Closed => return Err(ManagerError::Stopped(self.settings.model.clone())),
+        }
+        if self.jobs.len() >= self.settings.capacity {
+            // Callers that gave up still hold places; free them before refusing a live one.
+            self.jobs.retain(|job| !job.is_abandoned());
+            if self.jobs.len() >= self.settings.capacity {
+                return Err(ManagerError::QueueFull {
+                    model: self.settings.model.clone(),
+                    version: self.settings.version.clone(),
+                    capacity: self.settings.capacity,
+                });
+            }
+        }
+        self.jobs.push_back(job);
+        Ok(())
+    }
+
+    /// What a free worker does at `now`: take a batch, wait for one to fill, or wait for work.
+    /// Jobs whose client has gone are dropped and jobs past the client timeout answered, as
+    /// they come to the front, so neither ever reaches a worker.
+    pub fn next_batch(&mut self, now: Instant) -> Next {
+        loop {
+            while let Some(front) = self.jobs.pop_front() {
+                if let Some(job) = self.alive(front, now) {
+                    self.jobs.push_front(job);
+                    break;
+                }
+            }
+            if self.jobs.is_empty() {
+                self.forming_since = None;
+                return Next::Empty;
+            }
+            let deadline = *self.forming_since.get_or_insert(now) + self.settings.max_batch_delay;
+            if self.jobs.len() < self.settings.batch_size && now < deadline {
+                return Next::WaitUntil(deadline);
+            }
+            self.forming_since = None;
+            let mut batch = Vec::with_capacity(self.settings.batch_size.min(self.jobs.len()));
+            while batch.len() < self.settings.batch_size {
+                let Some(job) = self.jobs.pop_front() else { break };
+                batch.extend(self.alive(job, now));
+            }
+            if !batch.is_empty() {
+                return Next::Batch(batch);
+            }
+        }
+    }
+
+    /// Answers every waiting job with `error` (the model lost its workers or is going away).
+    pub fn fail_all(&mut self, error: impl Fn() -> ManagerError) {
+        self.forming_since = None;
+        for job in self.jobs.drain(..) {
+            job.reply.send(Err(error()));
+        }
+    }
+
+    /// Opens or closes the queue. Closing it answers what waits.
+    pub fn set_admission(&mut self, admission: Admission) {
+        self.admission = admission;
+        match admission {
+            Admission::Open => {}
+            Admission::NoWorkers => {
+                let settings = self.settings.clone();
+                self.fail_all(|| no_workers_error(&settings, false));
+            }
+            Admission::Closed => {
+                let model = self.settings.model.clone();
+                self.fail_all(|| ManagerError::Stopped(model.clone()));
+            }
+        }
+    }
+
+    pub fn admission(&self) -> Admission {
+        self.admission
+    }
+
+    fn no_workers(&self, version_named: bool) -> ManagerError {
+        no_workers_error(&self.settings, version_named)
+    }
+
+    /// The job, if it should still run: one whose client has gone is dropped, one past the
+    /// client timeout is answered with an error.
+    fn alive(&self, job: Job, now: Instant) -> Option<Job> {
+        let label = || format!("{}_{}", self.settings.model, self.settings.version);
+        if job.is_abandoned() {
+            log::debug!("{}: dropped a job whose client has gone", label());
+            return None;
+        }
+        let waited = now.saturating_duration_since(job.accepted_at);
+        if let Some(limit) = self.settings.client_timeout.filter(|limit| waited > *limit) {
+            log::warn!("{}: dropped a job that waited {waited:?} (client timeout {limit:?})", label());
+            job.reply.send(Err(ManagerError::Expired {
+                waited_ms: waited.as_millis(),
+                limit_ms: limit.as_millis(),
+            }));
+            return None;
+        }
+        Some(job)
+    }
+}
+
+fn no_workers_error(settings: &QueueSettings, version_named: bool) -> ManagerError {
+    ManagerError::NoWorkers {
+        model: settings.model.clone(),
+        version: version_named.then(|| settings.version.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::{JobResult, Prediction};
+    use crate::request::InferenceRequest;
+    use tokio::sync::oneshot::{error::TryRecvError, Receiver};
+
+    fn settings(batch_size: usize, delay_ms: u64) -> QueueSettings {
+        QueueSettings {
+            model: "m".into(),
+            version: "1.0".into(),
+            capacity: 3,
+            batch_size,
+            max_batch_delay: Duration::from_millis(delay_ms),
+            client_timeout: None,
+        }
+    }
+
+    fn job(tag: &str, at: Instant) -> (Job, Receiver<JobResult>) {
+        let (mut job, answer) = Job::new(InferenceRequest::from_body(tag.as_bytes().to_vec().into()));
+        job.accepted_at = at;
+        (job, answer)
+    }
+
+    fn tags(batch: &[Job]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|job| String::from_utf8_lossy(job.request.input()).into_owned())
+            .collect()
+    }
+
+    fn batch(next: Next) -> Vec<Job> {
+        match next {
+            Next::Batch(jobs) => jobs,
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn batch_of_one_goes_at_once() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(1, 100));
+        let (a, _ra) = job("a", t0);
+        let (b, _rb) = job("b", t0);
+        queue.push(a, false).unwrap();
+        queue.push(b, false).unwrap();
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["b"]);
+        assert!(matches!(queue.next_batch(t0), Next::Empty));
+    }
+
+    #[test]
+    fn a_batch_waits_for_company_at_most_the_delay_from_its_first_job() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(3, 100));
+        let (a, _ra) = job("a", t0);
+        queue.push(a, false).unwrap();
+        let ms = Duration::from_millis;
+        // The free worker finds one job at t0 + 10 ms: it may wait until t0 + 110 ms.
+        match queue.next_batch(t0 + ms(10)) {
+            Next::WaitUntil(at) => assert_eq!(at, t0 + ms(110)),
+            other => panic!("{other:?}"),
+        }
+        let (b, _rb) = job("b", t0 + ms(50));
+        queue.push(b, false).unwrap();
+        assert!(matches!(queue.next_batch(t0 + ms(50)), Next::WaitUntil(at) if at == t0 + ms(110)));
+        // The delay is over: whatever is there goes.
+        assert_eq!(tags(&batch(queue.next_batch(t0 + ms(110)))), ["a", "b"]);
+        // The next batch's delay starts with its own first job.
+        let (c, _rc) = job("c", t0 + ms(200));
+        queue.push(c, false).unwrap();
+        assert!(matches!(queue.next_batch(t0 + ms(200)), Next::WaitUntil(at) if at == t0 + ms(300)));
+    }
+
+    #[test]
+    fn a_full_batch_goes_before_the_delay() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(QueueSettings { capacity: 10, ..settings(2, 1000) });
+        let receivers: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|tag| {
+                let (job, answer) = job(tag, t0);
+                queue.push(job, false).unwrap();
+                answer
+            })
+            .collect();
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a", "b"]);
+        assert!(matches!(queue.next_batch(t0), Next::WaitUntil(_)), "c waits for company");
+        drop(receivers);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_but_makes_room_for_live_clients() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(1, 0));
+        let mut answers = Vec::new();
+        for tag in ["a", "b", "c"] {
+            let (job, answer) = job(tag, t0);
+            queue.push(job, false).unwrap();
+            answers.push(answer);
+        }
+        let (d, _rd) = job("d", t0);
+        let refused = queue.push(d, false).unwrap_err();
+        assert!(matches!(refused, ManagerError::QueueFull { capacity: 3, .. }), "{refused}");
+        // "b"'s client hangs up: its place goes to the next live job.
+        drop(answers.remove(1));
+        let (e, _re) = job("e", t0);
+        queue.push(e, false).unwrap();
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["c"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["e"]);
+    }
+
+    #[test]
+    fn abandoned_jobs_never_reach_a_worker() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(1, 0));
+        let (a, ra) = job("a", t0);
+        let (b, _rb) = job("b", t0);
+        queue.push(a, false).unwrap();
+        queue.push(b, false).unwrap();
+        drop(ra);
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["b"]);
+    }
+
+    #[test]
+    fn jobs_past_the_client_timeout_are_answered_not_run() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(QueueSettings {
+            client_timeout: Some(Duration::from_millis(400)),
+            ..settings(1, 0)
+        });
+        let (old, mut old_answer) = job("old", t0);
+        let (new, _rn) = job("new", t0 + Duration::from_millis(300));
+        queue.push(old, false).unwrap();
+        queue.push(new, false).unwrap();
+        assert_eq!(tags(&batch(queue.next_batch(t0 + Duration::from_millis(500)))), ["new"]);
+        match old_answer.try_recv() {
+            Ok(Err(ManagerError::Expired { waited_ms: 500, limit_ms: 400 })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn closing_answers_what_waits_and_refuses_more() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(1, 0));
+        let (a, mut ra) = job("a", t0);
+        queue.push(a, false).unwrap();
+        queue.set_admission(Admission::NoWorkers);
+        assert!(matches!(ra.try_recv(), Ok(Err(ManagerError::NoWorkers { version: None, .. }))));
+        let (b, _rb) = job("b", t0);
+        let refused = queue.push(b, true).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "Model \"m\" Version 1.0\" has no worker to serve inference request. Please use scale \
+             workers API to add workers. If this is a sequence inference, please check if it is \
+             closed, or expired; or exceeds maxSequenceJobQueueSize"
+        );
+        queue.set_admission(Admission::Open);
+        let (c, mut rc) = job("c", t0);
+        queue.push(c, false).unwrap();
+        queue.set_admission(Admission::Closed);
+        assert!(matches!(rc.try_recv(), Ok(Err(ManagerError::Stopped(_)))));
+        assert!(matches!(rc.try_recv(), Err(TryRecvError::Closed)));
+    }
+
+    #[test]
+    fn a_job_dropped_unanswered_answers_worker_died() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(1, 0));
+        let (a, mut ra) = job("a", t0);
+        queue.push(a, false).unwrap();
+        drop(batch(queue.next_batch(t0)));
+        assert!(matches!(ra.try_recv(), Ok(Err(ManagerError::WorkerDied))));
+    }
+
+    #[test]
+    fn answers_reach_the_client() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(1, 0));
+        let (a, mut ra) = job("a", t0);
+        queue.push(a, false).unwrap();
+        for job in batch(queue.next_batch(t0)) {
+            job.reply.send(Ok(Prediction::json(serde_json::json!([1]))));
+        }
+        assert!(matches!(ra.try_recv(), Ok(Ok(_))));
+    }
+}

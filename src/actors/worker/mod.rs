@@ -1,0 +1,176 @@
+//! A worker: one OS thread that takes batches from its model's [`ModelQueue`] and runs them on a
+//! [`Backend`] (libtorch in-process for native workers), answering each job on its own reply
+//! channel. The manager holds a [`WorkerHandle`]; dropping the handle retires the worker, which
+//! finishes the batch in hand and exits.
+//!
+//! Panics are caught at the thread boundary: the jobs of the batch are answered `Worker died.`
+//! (their replies are dropped unanswered), the manager hears [`WorkerEvent::Died`] and replaces
+//! the worker. Nothing a model does can take the server down.
+
+pub mod native;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix::{Message, Recipient};
+
+use super::model_queue::{ModelQueue, StopFlag};
+use super::pool::WorkerId;
+use super::{Job, Reply};
+use crate::handlers::ModelError;
+
+/// Why a worker is gone for good.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerExit {
+    #[error("{0}")]
+    LoadFailed(ModelError),
+    /// A fault that leaves the worker untrustworthy (a CUDA error may corrupt the device context).
+    #[error("{0}")]
+    Fault(ModelError),
+    #[error("panic on the worker thread: {0}")]
+    Panicked(String),
+}
+
+/// What a worker's thread tells its manager.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum WorkerEvent {
+    /// The model is loaded; the worker takes batches.
+    Loaded(WorkerId),
+    /// The worker is gone for good; the manager replaces it.
+    Died(WorkerId, WorkerExit),
+}
+
+/// Runs one model on a worker's thread.
+pub trait Backend: Send + 'static {
+    /// Loads the model; called once, on the worker's thread, before any batch.
+    fn load(&mut self) -> Result<(), WorkerExit>;
+    /// Runs a batch and answers each of its jobs. An `Err` retires the worker; jobs it left
+    /// unanswered read `Worker died.` to their clients.
+    fn run(&mut self, jobs: Vec<Job>) -> Result<(), WorkerExit>;
+}
+
+/// What a worker's thread and its manager share.
+#[derive(Debug, Default)]
+struct WorkerLink {
+    stop: StopFlag,
+    /// The batch being run, so the manager can answer it if it overruns.
+    running: Mutex<Option<RunningBatch>>,
+    /// The process serving the worker, when it is a child process (0: this one).
+    child_pid: AtomicU32,
+}
+
+#[derive(Debug)]
+struct RunningBatch {
+    started: Instant,
+    replies: Vec<Reply>,
+}
+
+impl WorkerLink {
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<RunningBatch>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// TorchServe's worker name, `W-<id>-<model>_<version>`, used in every log line about it.
+pub fn worker_name(id: WorkerId, model: &str, version: &str) -> String {
+    format!("W-{id}-{model}_{version}")
+}
+
+/// Where a worker runs and whom it reports to.
+pub struct WorkerStart {
+    pub id: WorkerId,
+    pub name: String,
+    pub queue: Arc<ModelQueue>,
+    pub events: Recipient<WorkerEvent>,
+}
+
+/// The manager's hold on a worker. Dropping it retires the worker.
+pub struct WorkerHandle {
+    link: Arc<WorkerLink>,
+    queue: Arc<ModelQueue>,
+}
+
+impl WorkerHandle {
+    /// Starts the worker's thread running `backend`.
+    pub fn spawn(start: WorkerStart, backend: impl Backend) -> std::io::Result<Self> {
+        let link = Arc::new(WorkerLink::default());
+        let handle = Self {
+            link: link.clone(),
+            queue: start.queue.clone(),
+        };
+        // A thread name may not hold a NUL byte (the builder would panic).
+        let thread_name = start.name.replace('\0', "?");
+        std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || serve(backend, start, &link))?;
+        Ok(handle)
+    }
+
+    /// Takes the replies of a batch that has run for longer than `limit`, so the caller can
+    /// answer them; the worker is then retired by dropping its handle.
+    pub fn take_overrun(&self, now: Instant, limit: Duration) -> Option<Vec<Reply>> {
+        let mut running = self.link.running();
+        let overran = running
+            .as_ref()
+            .is_some_and(|batch| now.saturating_duration_since(batch.started) > limit);
+        if overran {
+            running.take().map(|batch| batch.replies)
+        } else {
+            None
+        }
+    }
+
+    /// The process that runs the worker's model.
+    pub fn pid(&self) -> u32 {
+        match self.link.child_pid.load(Ordering::Relaxed) {
+            0 => std::process::id(),
+            pid => pid,
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.link.stop.stop();
+        self.queue.wake_all();
+    }
+}
+
+/// The worker's thread: load, then take and run batches until stopped or failed.
+fn serve(mut backend: impl Backend, start: WorkerStart, link: &WorkerLink) {
+    let report = |event: WorkerEvent| start.events.do_send(event);
+    match catch_unwind(AssertUnwindSafe(|| backend.load())) {
+        Ok(Ok(())) => report(WorkerEvent::Loaded(start.id)),
+        Ok(Err(exit)) => return report(WorkerEvent::Died(start.id, exit)),
+        Err(panic) => return report(WorkerEvent::Died(start.id, panicked(panic.as_ref()))),
+    }
+    while let Some(jobs) = start.queue.take_batch(&link.stop) {
+        *link.running() = Some(RunningBatch {
+            started: Instant::now(),
+            replies: jobs.iter().map(|job| job.reply.clone()).collect(),
+        });
+        let outcome = catch_unwind(AssertUnwindSafe(|| backend.run(jobs)));
+        // Dropping the replies here answers, as `Worker died.`, any job the batch left
+        // unanswered (a panic drops its jobs half-way).
+        *link.running() = None;
+        let exit = match outcome {
+            Ok(Ok(())) => continue,
+            Ok(Err(exit)) => exit,
+            Err(panic) => panicked(panic.as_ref()),
+        };
+        return report(WorkerEvent::Died(start.id, exit));
+    }
+    log::debug!("{}: retired", start.name);
+}
+
+fn panicked(panic: &(dyn std::any::Any + Send)) -> WorkerExit {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_string());
+    WorkerExit::Panicked(detail)
+}

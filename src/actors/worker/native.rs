@@ -1,0 +1,142 @@
+//! The native backend: a TorchScript model and a built-in handler, run in-process by libtorch on
+//! the worker's own thread. This is the one place a model is loaded and `forward` runs.
+//!
+//! libtorch's intra-op threads are shared out among the native workers alive in the process,
+//! so that workers × threads never exceeds the cores; each worker looks at the share before every
+//! batch, so scaling (of any model) takes effect at once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tch::Device;
+
+use super::{Backend, WorkerExit};
+use crate::actors::{Job, ManagerError, ModelSpec};
+use crate::handlers::LoadedModel;
+use crate::request::Prediction;
+
+/// Native workers alive in the process: each holds one count while its thread runs.
+static NATIVE_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Intra-op threads each of `workers` workers gets on `cores` cores: at least one, and never
+/// more than the cores in all.
+pub fn threads_per_worker(cores: usize, workers: usize) -> usize {
+    (cores / workers.max(1)).max(1)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub struct NativeBackend {
+    name: String,
+    spec: Arc<ModelSpec>,
+    device: Device,
+    model: Option<LoadedModel>,
+    /// The intra-op thread count set on this thread.
+    threads: usize,
+    /// Holds this worker's place in [`NATIVE_WORKERS`] from load to exit.
+    _counted: Option<Counted>,
+    _no_grad: Option<tch::NoGradGuard>,
+}
+
+struct Counted;
+
+impl Counted {
+    fn new() -> Self {
+        NATIVE_WORKERS.fetch_add(1, Ordering::Relaxed);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        NATIVE_WORKERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl NativeBackend {
+    pub fn new(name: String, spec: Arc<ModelSpec>, device: Device) -> Self {
+        Self {
+            name,
+            spec,
+            device,
+            model: None,
+            threads: 0,
+            _counted: None,
+            _no_grad: None,
+        }
+    }
+
+    /// Applies this worker's current share of the cores to libtorch on this thread.
+    fn share_cores(&mut self) {
+        let threads = threads_per_worker(cores(), NATIVE_WORKERS.load(Ordering::Relaxed));
+        if threads != self.threads {
+            tch::set_num_threads(threads as i32);
+            self.threads = threads;
+        }
+    }
+}
+
+impl Backend for NativeBackend {
+    fn load(&mut self) -> Result<(), WorkerExit> {
+        self._counted = Some(Counted::new());
+        // No autograd bookkeeping on this thread, ever.
+        self._no_grad = Some(tch::no_grad_guard());
+        self.share_cores();
+        let started = Instant::now();
+        let handler = self.spec.handler()?;
+        let model = LoadedModel::load(&self.spec.serialized_file, handler, self.device)
+            .map_err(WorkerExit::LoadFailed)?;
+        log::info!("{}: model loaded on {:?} in {:?}", self.name, self.device, started.elapsed());
+        self.model = Some(model);
+        Ok(())
+    }
+
+    fn run(&mut self, jobs: Vec<Job>) -> Result<(), WorkerExit> {
+        self.share_cores();
+        let Some(model) = &self.model else {
+            return Err(WorkerExit::Panicked("a batch reached a worker with no model".into()));
+        };
+        let started = Instant::now();
+        let inputs: Vec<&[u8]> = jobs.iter().map(|job| job.request.input()).collect();
+        let answers = model.predict(&inputs);
+        if let Some(fault) = answers.iter().find_map(|a| a.as_ref().err().filter(|e| e.is_fault())) {
+            return Err(WorkerExit::Fault(fault.clone()));
+        }
+        if log::log_enabled!(log::Level::Debug) {
+            let waited = jobs
+                .iter()
+                .map(|job| started.saturating_duration_since(job.accepted_at))
+                .max()
+                .unwrap_or_default();
+            log::debug!(
+                "{}: ran batch of {} in {:?} (oldest job waited {waited:?})",
+                self.name,
+                jobs.len(),
+                started.elapsed()
+            );
+        }
+        for (job, answer) in jobs.into_iter().zip(answers) {
+            if let Err(e) = &answer {
+                log::warn!("{}: request failed: {e}", self.name);
+            }
+            job.reply.send(answer.map(Prediction::json).map_err(ManagerError::Model));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threads_per_worker;
+
+    #[test]
+    fn cores_are_shared_out_among_workers() {
+        assert_eq!(threads_per_worker(8, 1), 8);
+        assert_eq!(threads_per_worker(8, 3), 2);
+        assert_eq!(threads_per_worker(2, 4), 1, "at least one each");
+        assert_eq!(threads_per_worker(4, 0), 4);
+    }
+}

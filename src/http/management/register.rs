@@ -1,0 +1,47 @@
+//! `POST /models`: register a model version from the store or a URL.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::params::{Params, RegisterParams};
+use super::status;
+use crate::http::{payload, ApiError, AppState};
+use crate::service::Registered;
+
+pub async fn register(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.enable_model_api {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let params = if is_json {
+        Params::from_json(&payload::read_body(&request, body, state.body_limits).await?)?
+    } else {
+        Params::from_query(&request)
+    };
+    let params = RegisterParams::parse(&params)?;
+    let configured_workers = state.models.config().configured_workers_per_model;
+    Ok(match state.models.register(params.into_request(configured_workers)).await? {
+        Registered::NoWorkers { name, version } => status(
+            StatusCode::OK,
+            format!(
+                "Model \"{name}\" Version: {version} registered with 0 initial workers. Use scale workers API to add workers for the model."
+            ),
+        ),
+        Registered::Loading(_) => status(StatusCode::ACCEPTED, "Processing worker updates..."),
+        Registered::Ready(registration) => status(
+            StatusCode::OK,
+            format!(
+                "Model \"{}\" Version: {} registered with {} initial workers",
+                registration.name, registration.version, registration.workers
+            ),
+        ),
+    })
+}

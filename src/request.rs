@@ -1,0 +1,110 @@
+//! What one prediction carries through the server, in TorchServe's model: the request as every
+//! backend sees it (its id, the HTTP headers, named parameters) and a backend's answer (a body
+//! with its status, content type and headers). HTTP builds the one and sends the other; the
+//! actors carry both; handlers read the one and make the other.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// One named input: a multipart form field, or the whole raw body named `body`.
+#[derive(Debug, Clone)]
+pub struct Parameter {
+    pub name: String,
+    pub content_type: Option<String>,
+    pub value: Bytes,
+}
+
+/// A prediction request.
+#[derive(Debug, Clone, Default)]
+pub struct InferenceRequest {
+    /// The id TorchServe calls `requestID`; also the response's `x-request-id`.
+    pub id: String,
+    /// The HTTP request's headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub parameters: Vec<Parameter>,
+}
+
+impl InferenceRequest {
+    /// A request whose raw body is its one parameter, `body`, as TorchServe makes of any
+    /// request that is not a form.
+    pub fn from_body(body: Bytes) -> Self {
+        Self {
+            id: String::new(),
+            headers: Vec::new(),
+            parameters: vec![Parameter {
+                name: "body".into(),
+                content_type: None,
+                value: body,
+            }],
+        }
+    }
+
+    /// The input TorchServe's built-in handlers read: `data`, else `body`, else the first
+    /// parameter; empty when there is none.
+    pub fn input(&self) -> &[u8] {
+        let named = |name: &str| self.parameters.iter().find(|p| p.name == name);
+        named("data")
+            .or_else(|| named("body"))
+            .or_else(|| self.parameters.first())
+            .map_or(&[], |parameter| parameter.value.as_ref())
+    }
+}
+
+/// A backend's answer body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// A JSON value, sent as TorchServe's handlers send one: `json.dumps(value, indent=2)`.
+    Json(Value),
+    /// Bytes sent as they are.
+    Raw(Bytes),
+}
+
+/// A backend's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub body: Body,
+    /// 200 unless the handler set another.
+    pub status: u16,
+    /// The handler's content type; JSON answers default to `application/json`.
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Prediction {
+    pub fn json(value: Value) -> Self {
+        Self {
+            body: Body::Json(value),
+            status: 200,
+            content_type: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parameter(name: &str, value: &'static [u8]) -> Parameter {
+        Parameter {
+            name: name.into(),
+            content_type: None,
+            value: Bytes::from_static(value),
+        }
+    }
+
+    #[test]
+    fn input_is_data_then_body_then_the_first_field() {
+        let mut request = InferenceRequest {
+            parameters: vec![parameter("other", b"o"), parameter("body", b"b"), parameter("data", b"d")],
+            ..Default::default()
+        };
+        assert_eq!(request.input(), b"d");
+        request.parameters.pop();
+        assert_eq!(request.input(), b"b");
+        request.parameters.pop();
+        assert_eq!(request.input(), b"o");
+        request.parameters.clear();
+        assert_eq!(request.input(), b"");
+    }
+}

@@ -1,0 +1,55 @@
+//! Errors of the model-service layer: everything a caller of [`super::Models`] can be told.
+
+use crate::actors::ManagerError;
+use crate::archive::ArchiveError;
+use crate::error::{Code, ErrorCode};
+use crate::handlers::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(
+        "Model {model} is an eager-mode archive (modelFile {model_file}): tserve serves \
+         TorchScript. Script or trace the model in Python \
+         (torch.jit.script(model).save(\"model.pt\"), or torch.jit.trace(model, example).save(...)) \
+         and archive that file with --serialized-file and no --model-file."
+    )]
+    EagerModel { model: String, model_file: String },
+    #[error("Model {model} has no serializedFile in its manifest, or the file is missing from the archive")]
+    MissingSerializedFile { model: String },
+    #[error("Model store has not been configured.")]
+    NoModelStore,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Failed to start workers for model {model} version: {}", version.as_deref().unwrap_or("null"))]
+    WorkersFailed {
+        model: String,
+        version: Option<String>,
+    },
+    /// An actor did not answer in time, or is gone (the server is stopping).
+    #[error("Server is busy or stopping: {0}")]
+    Unavailable(String),
+}
+
+impl From<ModelError> for ServiceError {
+    fn from(e: ModelError) -> Self {
+        ServiceError::Manager(ManagerError::Model(e))
+    }
+}
+
+impl ErrorCode for ServiceError {
+    fn code(&self) -> Code {
+        match self {
+            ServiceError::Manager(e) => e.code(),
+            ServiceError::Archive(e) => e.code(),
+            ServiceError::EagerModel { .. } | ServiceError::MissingSerializedFile { .. } => Code::InvalidModel,
+            ServiceError::NoModelStore => Code::ModelNotFound,
+            ServiceError::BadRequest(_) => Code::BadRequest,
+            ServiceError::WorkersFailed { .. } => Code::Internal,
+            ServiceError::Unavailable(_) => Code::ServiceUnavailable,
+        }
+    }
+}

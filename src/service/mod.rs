@@ -1,0 +1,240 @@
+//! The model service: the one handle HTTP (and start-up) holds to serve models. It hides the
+//! actor topology: a prediction reads the Supervisor's published registry and submits one job to
+//! its model's queue; control operations are messages to the Supervisor. Every wait has its
+//! deadline here.
+
+mod describe;
+mod error;
+mod register;
+mod startup;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Addr, Message};
+
+use crate::actors::{
+    shared_registry, Job, ManagerError, Registration, Scale, SetDefault, SharedRegistry, Supervisor,
+    TakeSnapshot, Unregister, VersionSelector,
+};
+use crate::config::Config;
+use crate::request::{InferenceRequest, Prediction};
+use crate::snapshot::{SnapshotKind, SnapshotWriter};
+
+pub use describe::{DescribeModel, DescribeWorker};
+pub use error::ServiceError;
+pub use register::{RegisterRequest, Registered};
+
+/// How long a control message may wait for the Supervisor or a manager before the caller is told
+/// the server is busy.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The model (and version) a request names.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Target {
+    pub model: String,
+    pub version: Option<String>,
+}
+
+/// A model's default version, as the list API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSummary {
+    pub name: String,
+    pub url: String,
+}
+
+/// What a scale call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scaled {
+    /// Asked for; workers start (or stop) in the background.
+    Accepted,
+    /// The workers are up.
+    Done,
+}
+
+/// The handle to the served models. Cheap to clone.
+#[derive(Clone)]
+pub struct Models {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    supervisor: Addr<Supervisor>,
+    registry: SharedRegistry,
+    config: Arc<Config>,
+}
+
+impl Models {
+    /// Starts the Supervisor on the current actix system.
+    pub fn start(config: Arc<Config>, snapshots: Option<SnapshotWriter>) -> Self {
+        let registry = shared_registry();
+        let supervisor = {
+            let registry = registry.clone();
+            actix::Supervisor::start(move |_| Supervisor::new(registry, snapshots))
+        };
+        Self {
+            inner: Arc::new(Inner {
+                supervisor,
+                registry,
+                config,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs one prediction: queued at once (a full queue or a model without workers refuses it
+    /// at once), answered when a worker has run it. Dropping the future withdraws the job:
+    /// a worker skips a job whose client has gone.
+    pub async fn predict(&self, target: &Target, request: InferenceRequest) -> Result<Prediction, ServiceError> {
+        let answer = {
+            let registry = self.inner.registry.load();
+            let entry = registry.lookup(&target.model, target.version.as_deref())?;
+            let (job, answer) = Job::new(request);
+            entry.queue.submit(job, target.version.is_some())?;
+            answer
+        };
+        // Bounded by construction: the manager answers every job it accepted, with `Worker
+        // died.` once its batch overruns the response timeout, or an error if it expires or the
+        // model loses its workers; a reply dropped unanswered reads as `Worker died.` too.
+        Ok(answer.await.map_err(|_| ManagerError::WorkerDied)??)
+    }
+
+    /// Healthy while every model version has at least its minimum of ready workers.
+    pub fn health(&self) -> bool {
+        self.inner
+            .registry
+            .load()
+            .entries()
+            .all(|entry| entry.health.borrow().is_healthy())
+    }
+
+    /// Whether a model's default version has a ready worker (KServe v1 readiness).
+    pub fn readiness(&self, model: &str) -> Result<bool, ServiceError> {
+        let registry = self.inner.registry.load();
+        let entry = registry.lookup(model, None)?;
+        let ready = entry.health.borrow().ready > 0;
+        Ok(ready)
+    }
+
+    /// Every model's default version, sorted by name.
+    pub fn list(&self) -> Vec<ModelSummary> {
+        let registry = self.inner.registry.load();
+        let mut models: Vec<ModelSummary> = registry
+            .defaults()
+            .map(|(name, entry)| ModelSummary {
+                name: name.clone(),
+                url: entry.spec.origin.url.clone(),
+            })
+            .collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        models
+    }
+
+    /// The live state of a model's versions: the default one, a named one, or `all`.
+    pub async fn describe(&self, model: &str, versions: &VersionSelector) -> Result<Vec<DescribeModel>, ServiceError> {
+        let entries = self.inner.registry.load().select(model, versions)?;
+        let mut described = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let status = self.control(&entry.manager, crate::actors::Describe).await?;
+            described.push(describe::describe(&entry.spec, status).await);
+        }
+        Ok(described)
+    }
+
+    /// Changes a model version's worker count; with `synchronous`, waits for the workers.
+    pub async fn scale(
+        &self,
+        target: &Target,
+        min: i64,
+        max: Option<i64>,
+        synchronous: bool,
+    ) -> Result<Scaled, ServiceError> {
+        let max = max.unwrap_or(min);
+        if max < min {
+            return Err(ServiceError::BadRequest("max_worker cannot be less than min_worker.".into()));
+        }
+        if min < 0 {
+            return Err(ServiceError::BadRequest("min_worker cannot be negative.".into()));
+        }
+        let scale = Scale {
+            model: target.model.clone(),
+            version: target.version.clone(),
+            min: min as usize,
+            max: max as usize,
+        };
+        let registration = self.control(&self.inner.supervisor, scale).await??;
+        if !synchronous {
+            return Ok(Scaled::Accepted);
+        }
+        if wait_ready(registration).await {
+            Ok(Scaled::Done)
+        } else {
+            Err(ServiceError::WorkersFailed {
+                model: target.model.clone(),
+                version: target.version.clone(),
+            })
+        }
+    }
+
+    /// Removes a model version (the default one when none is named), and the archive it was
+    /// downloaded from, if any.
+    pub async fn unregister(&self, target: &Target) -> Result<(), ServiceError> {
+        let unregister = Unregister {
+            model: target.model.clone(),
+            version: target.version.clone(),
+        };
+        let spec = self.control(&self.inner.supervisor, unregister).await??;
+        let downloaded = spec.origin.downloaded.clone();
+        drop(spec);
+        register::remove_download(downloaded).await;
+        Ok(())
+    }
+
+    pub async fn set_default(&self, model: &str, version: &str) -> Result<(), ServiceError> {
+        let set = SetDefault {
+            model: model.to_string(),
+            version: version.to_string(),
+        };
+        Ok(self.control(&self.inner.supervisor, set).await??)
+    }
+
+    /// Writes a config snapshot and waits until it is on disk.
+    pub async fn snapshot(&self, kind: SnapshotKind) -> Result<(), ServiceError> {
+        self.control(&self.inner.supervisor, TakeSnapshot(kind)).await
+    }
+
+    /// Sends a control message and waits for its answer, at most [`CONTROL_DEADLINE`].
+    async fn control<A, M>(&self, actor: &Addr<A>, message: M) -> Result<M::Result, ServiceError>
+    where
+        A: actix::Actor + actix::Handler<M>,
+        A::Context: actix::dev::ToEnvelope<A, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        match tokio::time::timeout(CONTROL_DEADLINE, actor.send(message)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(ServiceError::Unavailable(e.to_string())),
+            Err(_) => Err(ServiceError::Unavailable(format!(
+                "no answer within {}s",
+                CONTROL_DEADLINE.as_secs()
+            ))),
+        }
+    }
+}
+
+/// Waits until the registration's workers are all ready; false once one fails, or when they
+/// have not loaded within the startup timeout (plus a second, so that the manager, which times
+/// loads out itself, has the last word).
+pub async fn wait_ready(mut registration: Registration) -> bool {
+    let wanted = registration.workers;
+    let failures_before = registration.health.borrow().failures;
+    let settled = registration.health.wait_for(|health| {
+        (health.min_workers == wanted && health.ready >= wanted) || health.failures > failures_before
+    });
+    let limit = registration.startup_timeout + Duration::from_secs(1);
+    let outcome = tokio::time::timeout(limit, async { settled.await.map(|health| *health) }).await;
+    matches!(outcome, Ok(Ok(health)) if health.ready >= wanted && health.failures == failures_before)
+}
