@@ -1,119 +1,111 @@
-//! `cargo bench --bench predictions`: requests/s and p50/p99 latency of `/predictions` on the MLP
-//! and ResNet-18 at several concurrencies, next to the raw `forward` throughput of the same model
-//! measured in the same run (the ceiling the server can approach).
+//! `cargo bench --bench predictions`: tserve's throughput and latency next to their ceilings,
+//! all measured in one run on this machine.
 //!
-//! The server runs with its defaults (one worker per core, one intra-op thread each); the raw
-//! figure runs the same number of threads, each with its own copy of the model, calling
-//! `forward` on a batch of 1 with no HTTP, queueing or pre-processing. Load comes from client
-//! threads on the same machine, so on a small machine they compete with the server for cores.
+//! Load comes from `wrk` (Debian: `apt-get install wrk`) on the same machine, so on a small
+//! machine it competes with the server for cores, as it does for every row alike. Rows:
 //!
-//! A batched run follows: ResNet-18 with `batchSize` 8 and `maxBatchDelay` 5 ms (through the
-//! `models=` key of config.properties) at concurrency 16, next to the raw `forward` rate of
-//! batches of 8 (counted in samples per second).
+//! - **HTTP ceiling**: a bare actix-web server (as many workers as tserve's) whose handler parses
+//!   the same JSON body into floats and answers 10 floats: what HTTP and JSON alone cost.
+//! - **MLP** (64 → 256 → 256 → 10, JSON body): raw `forward` over as many threads as tserve has
+//!   workers (one intra-op thread each, batch 1, no HTTP), then tserve's `/predictions` at
+//!   several concurrencies with its defaults, and the rate as a fraction of the HTTP ceiling.
+//! - **ResNet-18** (JPEG body): raw forward, then `/predictions` at concurrency 8; then with
+//!   `batchSize` 8 and `maxBatchDelay` 5 ms at concurrency 16 next to raw batch-8 forward.
+//! - **First request**: a model's first prediction after it loads, next to the median of the
+//!   20 after it.
 //!
-//! Settings (environment): BENCH_SECONDS (per run, default 5), BENCH_CONCURRENCY (default
-//! "1,4,16"), BENCH_MODELS (default "mlp,resnet18"), BENCH_BATCHED (default "1"; "0" skips the
-//! batched run).
+//! Settings (environment): BENCH_SECONDS (per run, default 10), BENCH_CONCURRENCY (MLP, default
+//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first").
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use helpers::{fixture, mlp_cases, TestServer};
+use helpers::{fixture, TestServer};
 use tch::{CModule, Device, Tensor};
-
-struct Model {
-    name: &'static str,
-    archive: &'static str,
-    torchscript: &'static str,
-    /// One request's body.
-    payload: Vec<u8>,
-    /// The model's input for a batch of `n` such requests.
-    input: fn(i64) -> Tensor,
-}
-
-fn models() -> Vec<Model> {
-    vec![
-        Model {
-            name: "mlp",
-            archive: "mlp.mar",
-            torchscript: "mlp.pt",
-            payload: mlp_cases()[0].0.to_string().into_bytes(),
-            input: |n| Tensor::randn([n, 4], (tch::Kind::Float, Device::Cpu)),
-        },
-        Model {
-            name: "resnet18",
-            archive: "resnet18.mar",
-            torchscript: "resnet18.pt",
-            payload: std::fs::read(fixture("images/photo.jpg")).unwrap(),
-            input: |n| Tensor::randn([n, 3, 224, 224], (tch::Kind::Float, Device::Cpu)),
-        },
-    ]
-}
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
 fn main() {
-    let seconds: u64 = env_or("BENCH_SECONDS", "5").parse().expect("BENCH_SECONDS");
-    let duration = Duration::from_secs(seconds);
-    let concurrencies: Vec<usize> = env_or("BENCH_CONCURRENCY", "1,4,16")
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("the benchmark drives load with wrk: install it (apt-get install wrk) and run again");
+        std::process::exit(1);
+    }
+    // The servers log at info: a debug line per batch would be measured too.
+    std::env::set_var("TSERVE_TEST_LOG", "info");
+    let seconds: u64 = env_or("BENCH_SECONDS", "10").parse().expect("BENCH_SECONDS");
+    let concurrencies: Vec<usize> = env_or("BENCH_CONCURRENCY", "1,16,64")
         .split(',')
         .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
         .collect();
-    let wanted = env_or("BENCH_MODELS", "mlp,resnet18");
+    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first");
+    let wanted = |row: &str| rows.split(',').any(|r| r == row);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mlp_body = fixture("mlp_bench_input.json");
+    let jpeg = fixture("images/photo.jpg");
 
-    println!("| model | path | concurrency | requests/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|---|---|");
-    for model in models().into_iter().filter(|m| wanted.split(',').any(|w| w == m.name)) {
-        let raw = raw_forward_rate(&model, workers, 1, duration);
-        println!(
-            "| {} | raw forward, {workers} threads × batch 1 | - | {raw:.1} | - | - | - |",
-            model.name
-        );
-        let server = TestServer::start_with(&[model.archive], "job_queue_size=1000");
+    println!("| row | path | concurrency | requests/s | p50 ms | p99 ms | errors | vs ceiling |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut ceiling = None;
+    if wanted("ceiling") {
+        let bare = bare_json::start(workers);
+        let run = wrk(&bare, &mlp_body, "application/json", 64, seconds);
+        run.print("HTTP ceiling", &format!("bare actix-web JSON handler, {workers} workers"), 64, None);
+        ceiling = Some(run.requests_per_second);
+    }
+    if wanted("mlp") {
+        let raw = raw_forward_rate("mlp_bench.pt", |n| Tensor::randn([n, 64], FLOAT), workers, 1, seconds);
+        print_raw("MLP", &format!("raw forward, {workers} threads × batch 1"), raw);
+        let server = TestServer::start_with(&["mlp_bench.mar"], "job_queue_size=1000");
+        let url = server.url("/predictions/mlp_bench");
         for &clients in &concurrencies {
-            report(&model, &server, &format!("/predictions, {workers} workers"), clients, duration);
+            let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
+            let label = format!("/predictions, {workers} workers");
+            run.print("MLP", &label, clients, ceiling.map(|c| run.requests_per_second / c));
         }
     }
-    if env_or("BENCH_BATCHED", "1") != "0" {
-        let model = models().remove(1);
-        let raw = raw_forward_rate(&model, workers, 8, duration);
-        println!(
-            "| {} | raw forward, {workers} threads × batch 8 | - | {raw:.1} | - | - | - |",
-            model.name
-        );
+    if wanted("resnet18") {
+        let input = |n| Tensor::randn([n, 3, 224, 224], FLOAT);
+        let raw = raw_forward_rate("resnet18.pt", input, workers, 1, seconds);
+        print_raw("ResNet-18", &format!("raw forward, {workers} threads × batch 1"), raw);
+        let server = TestServer::start_with(&["resnet18.mar"], "job_queue_size=1000");
+        let run = wrk(&server.url("/predictions/resnet18"), &jpeg, "image/jpeg", 8, seconds);
+        run.print("ResNet-18", &format!("/predictions, {workers} workers"), 8, Some(run.requests_per_second / raw));
+    }
+    if wanted("batched") {
+        let input = |n| Tensor::randn([n, 3, 224, 224], FLOAT);
+        let raw = raw_forward_rate("resnet18.pt", input, workers, 8, seconds);
+        print_raw("ResNet-18", &format!("raw forward, {workers} threads × batch 8 (samples/s)"), raw);
         let config = r#"job_queue_size=1000
 models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
-        let server = TestServer::start_with(&[model.archive], config);
-        let path = format!("/predictions, {workers} workers, batch 8, delay 5 ms");
-        report(&model, &server, &path, 16, duration);
+        let server = TestServer::start_with(&["resnet18.mar"], config);
+        let run = wrk(&server.url("/predictions/resnet18"), &jpeg, "image/jpeg", 16, seconds);
+        let label = format!("/predictions, {workers} workers, batch 8, delay 5 ms");
+        run.print("ResNet-18", &label, 16, Some(run.requests_per_second / raw));
+    }
+    if wanted("first") {
+        first_request("MLP", "mlp_bench.mar", "/predictions/mlp_bench", &std::fs::read(&mlp_body).unwrap());
+        first_request("ResNet-18", "resnet18.mar", "/predictions/resnet18", &std::fs::read(&jpeg).unwrap());
     }
 }
 
-/// Drives the server at `clients` concurrency (after a short warm-up) and prints a table row.
-fn report(model: &Model, server: &TestServer, label: &str, clients: usize, duration: Duration) {
-    let path = format!("/predictions/{}", model.name);
-    drive(server, &path, &model.payload, clients, Duration::from_secs(1));
-    let run = drive(server, &path, &model.payload, clients, duration);
-    println!(
-        "| {} | {label} | {clients} | {:.1} | {:.2} | {:.2} | {} |",
-        model.name,
-        run.requests_per_second,
-        run.percentile(0.50),
-        run.percentile(0.99),
-        run.errors
-    );
+const FLOAT: (tch::Kind, Device) = (tch::Kind::Float, Device::Cpu);
+
+fn print_raw(row: &str, label: &str, rate: f64) {
+    println!("| {row} | {label} | - | {rate:.0} | - | - | - | - |");
 }
 
 /// Samples per second through `forward` alone, in batches of `batch`, over `threads` threads,
 /// each with its own module and one intra-op thread, as the server's workers run.
-fn raw_forward_rate(model: &Model, threads: usize, batch: i64, duration: Duration) -> f64 {
-    let path = fixture(model.torchscript);
+fn raw_forward_rate(model: &str, input: fn(i64) -> Tensor, threads: usize, batch: i64, seconds: u64) -> f64 {
+    let path = fixture(model);
+    let duration = Duration::from_secs(seconds);
     let counts: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
@@ -123,8 +115,10 @@ fn raw_forward_rate(model: &Model, threads: usize, batch: i64, duration: Duratio
                     let _no_grad = tch::no_grad_guard();
                     let mut module = CModule::load_on_device(&path, Device::Cpu).unwrap();
                     module.set_eval();
-                    let input = (model.input)(batch);
-                    let _ = module.forward_ts(&[&input]).unwrap(); // warm-up
+                    let input = input(batch);
+                    for _ in 0..3 {
+                        let _ = module.forward_ts(&[&input]).unwrap(); // warm-up
+                    }
                     let deadline = Instant::now() + duration;
                     let mut count = 0u64;
                     while Instant::now() < deadline {
@@ -140,59 +134,144 @@ fn raw_forward_rate(model: &Model, threads: usize, batch: i64, duration: Duratio
     counts.iter().sum::<u64>() as f64 / duration.as_secs_f64()
 }
 
-struct Run {
-    requests_per_second: f64,
-    /// Latencies of successful requests, sorted, in milliseconds.
-    latencies_ms: Vec<f64>,
-    errors: usize,
+/// A model's first request after it loads, against the median of the next 20.
+fn first_request(row: &str, archive: &str, path: &str, body: &[u8]) {
+    let server = TestServer::start(&[archive], "");
+    // One client, already connected (a /ping first), so that only the model's first run differs.
+    let agent = ureq::AgentBuilder::new().build();
+    agent.get(&server.url("/ping")).call().expect("ping");
+    let url = server.url(path);
+    let time = || {
+        let started = Instant::now();
+        let reply = agent.post(&url).send_bytes(body).expect("prediction");
+        assert_eq!(reply.status(), 200);
+        let _ = reply.into_string();
+        started.elapsed().as_secs_f64() * 1e3
+    };
+    let first = time();
+    let mut warm: Vec<f64> = (0..20).map(|_| time()).collect();
+    warm.sort_by(f64::total_cmp);
+    let median = warm[warm.len() / 2];
+    println!(
+        "| {row} | first request after load: {first:.1} ms; warm median {median:.1} ms | 1 | - | - | - | - | {:.2}× warm |",
+        first / median
+    );
 }
 
-impl Run {
-    fn percentile(&self, q: f64) -> f64 {
-        if self.latencies_ms.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies_ms.len() as f64 - 1.0) * q).round() as usize;
-        self.latencies_ms[index]
+struct WrkRun {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+impl WrkRun {
+    fn print(&self, row: &str, label: &str, clients: usize, ratio: Option<f64>) {
+        let ratio = ratio.map_or("-".to_string(), |r| format!("{r:.2}"));
+        println!(
+            "| {row} | {label} | {clients} | {:.0} | {:.2} | {:.2} | {} | {ratio} |",
+            self.requests_per_second, self.p50_ms, self.p99_ms, self.errors
+        );
     }
 }
 
-/// `clients` threads, each with its own keep-alive connection, sending back to back until the
-/// deadline.
-fn drive(server: &TestServer, path: &str, payload: &[u8], clients: usize, duration: Duration) -> Run {
-    let url = server.url(path);
-    let started = Instant::now();
-    let deadline = started + duration;
-    let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                let url = url.clone();
-                scope.spawn(move || {
-                    let agent = ureq::AgentBuilder::new().build();
-                    let (mut latencies, mut errors) = (Vec::new(), 0usize);
-                    while Instant::now() < deadline {
-                        let sent = Instant::now();
-                        match agent.post(&url).send_bytes(payload) {
-                            Ok(response) if response.status() == 200 => {
-                                let _ = response.into_string();
-                                latencies.push(sent.elapsed().as_secs_f64() * 1e3);
-                            }
-                            _ => errors += 1,
-                        }
-                    }
-                    (latencies, errors)
-                })
+/// Runs wrk against `url` with `body` POSTed, after a 2 s warm-up.
+fn wrk(url: &str, body: &Path, content_type: &str, connections: usize, seconds: u64) -> WrkRun {
+    let script = tempfile::Builder::new().suffix(".lua").tempfile().unwrap();
+    std::fs::write(
+        script.path(),
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = io.open(\"{}\", \"rb\"):read(\"*a\")\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\n",
+            body.display()
+        ),
+    )
+    .unwrap();
+    let threads = connections.clamp(1, 2).to_string();
+    let run = |seconds: u64| {
+        let output = Command::new("wrk")
+            .args(["-t", &threads, "-c", &connections.to_string(), "-d", &format!("{seconds}s")])
+            .args(["--latency", "-s"])
+            .arg(script.path())
+            .arg(url)
+            .output()
+            .expect("run wrk");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(2);
+    parse_wrk(&run(seconds))
+}
+
+fn parse_wrk(output: &str) -> WrkRun {
+    let field = |prefix: &str| {
+        output
+            .lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+    };
+    let millis = |text: Option<String>| {
+        let text = text.unwrap_or_default();
+        let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+            (n, 1e-3)
+        } else if let Some(n) = text.strip_suffix("ms") {
+            (n, 1.0)
+        } else if let Some(n) = text.strip_suffix('s') {
+            (n, 1e3)
+        } else {
+            (text.as_str(), f64::NAN)
+        };
+        number.parse::<f64>().map_or(f64::NAN, |n| n * scale)
+    };
+    let count = |prefix: &str| field(prefix).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let socket_errors: u64 = output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Socket errors:"))
+        .map(|rest| {
+            rest.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    WrkRun {
+        requests_per_second: field("Requests/sec:").and_then(|n| n.parse().ok()).unwrap_or(f64::NAN),
+        p50_ms: millis(field("50%")),
+        p99_ms: millis(field("99%")),
+        errors: count("Non-2xx or 3xx responses:") + socket_errors,
+    }
+}
+
+/// The HTTP ceiling: actix-web with nothing but the JSON work a prediction's HTTP side needs.
+mod bare_json {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+
+    async fn predict(body: web::Bytes) -> HttpResponse {
+        match serde_json::from_slice::<Vec<f32>>(&body) {
+            Ok(input) => {
+                let sum: f32 = input.iter().sum();
+                let answer: Vec<f32> = (0..10).map(|i| sum * i as f32).collect();
+                let mut text = serde_json::to_vec_pretty(&answer).unwrap_or_default();
+                text.push(b'\n');
+                HttpResponse::Ok().content_type("application/json").body(text)
+            }
+            Err(e) => HttpResponse::BadRequest().body(e.to_string()),
+        }
+    }
+
+    /// Starts the server on its own thread; returns its URL.
+    pub fn start(workers: usize) -> String {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(|| App::new().route("/predictions/{model}", web::post().to(predict)))
+                    .workers(workers)
+                    .disable_signals()
+                    .bind(("127.0.0.1", 0))
+                    .unwrap();
+                let port = server.addrs()[0].port();
+                sender.send(format!("http://127.0.0.1:{port}/predictions/bare")).unwrap();
+                server.run().await
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let elapsed = started.elapsed().as_secs_f64();
-    let errors = results.iter().map(|(_, e)| e).sum();
-    let mut latencies_ms: Vec<f64> = results.into_iter().flat_map(|(l, _)| l).collect();
-    latencies_ms.sort_by(f64::total_cmp);
-    Run {
-        requests_per_second: latencies_ms.len() as f64 / elapsed,
-        latencies_ms,
-        errors,
+        });
+        receiver.recv().unwrap()
     }
 }

@@ -11,6 +11,9 @@ if [ ! -f model_store/resnet18.mar ]; then
     target/release/tserve-archiver --model-name resnet18 --version 1.0 \
         --serialized-file "$work/resnet18.pt" --extra-files "$work/index_to_name.json" \
         --handler image_classifier --export-path model_store
+    # Removed now: the server below replaces this shell (exec), so no EXIT trap would run later.
+    rm -rf "$work"
+    trap - EXIT
 fi
 
 cat <<'TXT'

@@ -13,7 +13,7 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, Supervised};
 use tokio::sync::watch;
 
 use super::model_queue::ModelQueue;
-use super::pool::{ModelHealth, WorkerId, WorkerPool};
+use super::pool::{ModelHealth, WorkerId, WorkerPool, WorkerState};
 use super::queue::Admission;
 use super::worker::native::NativeBackend;
 use super::worker::{worker_name, WorkerEvent, WorkerHandle, WorkerStart};
@@ -237,7 +237,19 @@ impl Handler<WorkerEvent> for ModelManager {
     fn handle(&mut self, event: WorkerEvent, _ctx: &mut Context<Self>) {
         match event {
             WorkerEvent::Loaded(id) => {
-                self.pool.loaded(id);
+                let now = Instant::now();
+                let startup_timeout = self.spec.settings.startup_timeout;
+                let late = self.pool.get(id).is_some_and(|slot| {
+                    matches!(slot.state, WorkerState::Loading { since } if now.saturating_duration_since(since) > startup_timeout)
+                });
+                if late {
+                    // Loaded, but after its time was up (the periodic check had not come by yet):
+                    // a failed start, as TorchServe counts it.
+                    log::error!("{}: model did not load within {}s", self.name(id), startup_timeout.as_secs());
+                    self.worker_failed(id, now);
+                } else {
+                    self.pool.loaded(id);
+                }
             }
             WorkerEvent::Died(id, exit) => {
                 log::error!("{}: worker died: {exit}", self.name(id));
@@ -284,7 +296,7 @@ impl Handler<Describe> for ModelManager {
             .map(|(id, slot)| WorkerStatus {
                 id,
                 started_at: slot.started_at,
-                ready: slot.state == super::pool::WorkerState::Ready,
+                ready: slot.state == WorkerState::Ready,
                 gpu: match self.spec.device_for(slot.index) {
                     tch::Device::Cuda(gpu) => Some(gpu),
                     _ => None,

@@ -237,6 +237,10 @@ impl<H> WorkerPool<H> {
         self.workers.is_empty() && self.restarts.is_empty()
     }
 
+    pub fn get(&self, id: WorkerId) -> Option<&Slot<H>> {
+        self.workers.get(&id)
+    }
+
     pub fn workers(&self) -> impl Iterator<Item = (WorkerId, &Slot<H>)> {
         self.workers.iter().map(|(&id, slot)| (id, slot))
     }

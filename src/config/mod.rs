@@ -87,6 +87,8 @@ pub struct Config {
     pub job_queue_size: usize,
     /// Largest request body accepted, in bytes; larger bodies get 413.
     pub max_request_size: usize,
+    /// HTTP threads per listener (TorchServe's `number_of_netty_threads`; 0: one per core).
+    pub http_threads: usize,
     /// How long a client may take to send a request body (tserve's own key,
     /// `request_read_timeout`, in seconds; TorchServe has none): past it, 408.
     pub request_read_timeout: Duration,
@@ -151,6 +153,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "number_of_gpu",
     "job_queue_size",
     "max_request_size",
+    "number_of_netty_threads",
     "request_read_timeout",
     "default_response_timeout",
     "default_startup_timeout",
@@ -169,7 +172,6 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "grpc_management_port",
     "enable_grpc_ssl",
     "ts_open_inference_protocol",
-    "number_of_netty_threads",
     "netty_client_threads",
     "workflow_store",
     "max_response_size",
@@ -306,6 +308,10 @@ impl Config {
             number_of_gpu,
             job_queue_size: reader.parse("job_queue_size")?.unwrap_or(100),
             max_request_size: reader.parse("max_request_size")?.unwrap_or(6_553_500),
+            http_threads: match reader.parse::<usize>("number_of_netty_threads")?.unwrap_or(0) {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
             request_read_timeout: Duration::from_secs(reader.parse("request_read_timeout")?.unwrap_or(60)),
             default_response_timeout: seconds("default_response_timeout")?,
             default_startup_timeout: seconds("default_startup_timeout")?,

@@ -6,7 +6,11 @@ use tch::Tensor;
 
 use super::{tensor_json, Handler, ModelError};
 
-pub struct BaseHandler;
+#[derive(Debug, Default)]
+pub struct BaseHandler {
+    /// A sample's shape (no batch dimension), from the model-config YAML, for the warm-up.
+    pub warmup_shape: Option<Vec<i64>>,
+}
 
 impl Handler for BaseHandler {
     fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError> {
@@ -15,16 +19,17 @@ impl Handler for BaseHandler {
         tensor_json::json_to_tensor(&json).map_err(ModelError::BadInput)
     }
 
+    fn example_input(&self) -> Option<Tensor> {
+        let shape = self.warmup_shape.as_ref()?;
+        Tensor::f_zeros(shape.as_slice(), (tch::Kind::Float, tch::Device::Cpu)).ok()
+    }
+
     fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError> {
-        let invalid = |e: tch::TchError| ModelError::InvalidOutput(e.to_string());
-        let batch = *output.size().first().ok_or_else(|| {
-            ModelError::InvalidOutput("the model returned a scalar, expected a batch".into())
-        })?;
-        (0..batch)
-            .map(|row| {
-                let sample = output.f_select(0, row).map_err(invalid)?;
-                tensor_json::tensor_to_json(&sample).map_err(invalid)
-            })
-            .collect()
+        // The whole batch leaves libtorch in one copy; its rows are the answers.
+        match tensor_json::tensor_to_json(output) {
+            Ok(Value::Array(rows)) => Ok(rows),
+            Ok(_) => Err(ModelError::InvalidOutput("the model returned a scalar, expected a batch".into())),
+            Err(e) => Err(ModelError::InvalidOutput(e.to_string())),
+        }
     }
 }

@@ -30,6 +30,10 @@ impl Handler for ImageClassifier {
         image::imagenet_input(payload)
     }
 
+    fn example_input(&self) -> Option<Tensor> {
+        Tensor::f_zeros([3, 224, 224], (Kind::Float, tch::Device::Cpu)).ok()
+    }
+
     fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError> {
         let size = output.size();
         let [_, classes] = size[..] else {

@@ -123,6 +123,11 @@ pub trait Handler: Send {
     fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError>;
     /// The batched output (on the CPU) → one JSON answer per sample, in order.
     fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError>;
+    /// A sample shaped like the handler's input, to warm the model up before it serves; `None`
+    /// when the shape is not known.
+    fn example_input(&self) -> Option<Tensor> {
+        None
+    }
 }
 
 /// Builds a handler, reading what it needs (e.g. `index_to_name.json`) from the model folder.
@@ -142,7 +147,15 @@ pub fn build_handler(
                 .filter(|&k| k > 0);
             Box::new(ImageClassifier::new(model_dir, top_k)?)
         }
-        HandlerKind::Base => Box::new(BaseHandler),
+        HandlerKind::Base => {
+            // `handler: {warmup_input_shape: [64]}`: a sample's shape, for the warm-up.
+            let warmup_shape = settings
+                .get("handler")
+                .and_then(|handler| handler.get("warmup_input_shape"))
+                .and_then(serde_yaml_ng::Value::as_sequence)
+                .map(|dims| dims.iter().filter_map(serde_yaml_ng::Value::as_i64).collect());
+            Box::new(BaseHandler { warmup_shape })
+        }
     })
 }
 
@@ -166,11 +179,29 @@ impl LoadedModel {
         };
         let mut module = CModule::load_on_device(model_file, device).map_err(load_error)?;
         module.f_set_eval().map_err(load_error)?;
-        Ok(Self {
+        let model = Self {
             module,
             handler,
             device,
-        })
+        };
+        model.warm_up().map_err(|e| ModelError::Load {
+            path: model_file.display().to_string(),
+            message: format!("warm-up failed: {e}"),
+        })?;
+        Ok(model)
+    }
+
+    /// Runs the model a few times on the handler's example input, so that libtorch's one-time
+    /// work (allocator growth, kernel selection, the graph executor's profiling runs) is done
+    /// before the first request rather than during it.
+    fn warm_up(&self) -> Result<(), ModelError> {
+        const RUNS: usize = 3;
+        let Some(example) = self.handler.example_input() else { return Ok(()) };
+        for _ in 0..RUNS {
+            // The path a request takes, postprocessing included.
+            self.forward(std::slice::from_ref(&example))?;
+        }
+        Ok(())
     }
 
     /// Runs a batch of payloads: each is preprocessed alone; samples of the same shape and
@@ -216,11 +247,18 @@ impl LoadedModel {
     }
 
     fn forward(&self, samples: &[Tensor]) -> Result<Vec<Value>, ModelError> {
-        let batch = Tensor::f_stack(samples, 0).map_err(|e| {
-            ModelError::BadInput(format!("inputs cannot form a batch: {}", last_line(&e.to_string())))
-        })?;
+        let batch = match samples {
+            // One sample needs no copy: a view with a batch dimension.
+            [only] => only.f_unsqueeze(0),
+            _ => Tensor::f_stack(samples, 0),
+        }
+        .map_err(|e| ModelError::BadInput(format!("inputs cannot form a batch: {}", last_line(&e.to_string()))))?;
         // A failed copy to the device is the device's error (and may be fatal), not the input's.
-        let batch = batch.f_to(self.device).map_err(ModelError::from_torch)?;
+        let batch = if self.device == Device::Cpu {
+            batch
+        } else {
+            batch.f_to(self.device).map_err(ModelError::from_torch)?
+        };
         let output = self
             .module
             .forward_is(&[IValue::Tensor(batch)])

@@ -50,6 +50,7 @@ async fn predict(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.models.check(&target)?;
     let input = payload::read_request(&request, body, state.body_limits).await?;
     let request_id = input.id.clone();
     // If the client goes away first, dropping the prediction withdraws its job.

@@ -7,6 +7,7 @@ mod inference;
 mod management;
 mod openapi;
 mod payload;
+mod trailing_slash;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
@@ -77,8 +78,7 @@ pub fn app(
         .app_data(web::PayloadConfig::new(max_bytes))
         .wrap(torchserve_headers())
         .wrap(middleware::from_fn(error::with_request_id))
-        // TorchServe accepts a trailing slash (`DELETE /models/name/?synchronous=true`).
-        .wrap(middleware::NormalizePath::trim())
+        .wrap(middleware::from_fn(trailing_slash::trim))
         .configure(routes)
         .default_service(web::to(error::resource_not_found))
 }
@@ -88,9 +88,10 @@ pub use management::routes as management_routes;
 
 fn bind(models: &Models, address: &ListenAddress, routes: fn(&mut web::ServiceConfig)) -> std::io::Result<Listener> {
     let state = web::Data::new(AppState::new(models.clone()));
+    let threads = models.config().http_threads;
     let server = HttpServer::new(move || app(state.clone(), routes))
         .on_connect(disconnect::remember_socket)
-        .workers(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .workers(threads)
         // The server module owns SIGTERM/SIGINT, installed before the port is announced.
         .disable_signals()
         .bind((address.host.as_str(), address.port))?;
@@ -108,3 +109,6 @@ fn torchserve_headers() -> middleware::DefaultHeaders {
         .add(("Cache-Control", "no-cache; no-store, must-revalidate, private"))
         .add(("Expires", "Thu, 01 Jan 1970 00:00:00 UTC"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -85,6 +85,13 @@ impl Models {
         &self.inner.config
     }
 
+    /// Whether the target names a registered model version: checked before a request's body is
+    /// read, so a request for an unknown model costs nothing more.
+    pub fn check(&self, target: &Target) -> Result<(), ServiceError> {
+        self.inner.registry.load().lookup(&target.model, target.version.as_deref())?;
+        Ok(())
+    }
+
     /// Runs one prediction: queued at once (a full queue or a model without workers refuses it
     /// at once), answered when a worker has run it. Dropping the future withdraws the job:
     /// a worker skips a job whose client has gone.

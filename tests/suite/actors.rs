@@ -34,11 +34,11 @@ impl Handler for Instrumented {
         if let Some(gate) = &self.gate {
             gate.lock().unwrap().recv().unwrap();
         }
-        BaseHandler.preprocess(payload)
+        BaseHandler::default().preprocess(payload)
     }
 
     fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError> {
-        BaseHandler.postprocess(output)
+        BaseHandler::default().postprocess(output)
     }
 }
 

@@ -214,7 +214,11 @@ pub fn tserve_command(dir: &Path) -> Command {
         .current_dir(dir)
         .env("TMPDIR", dir)
         .env_remove("TS_CONFIG_FILE")
-        .env("RUST_LOG", "info,tserve::actors=debug");
+        // Benchmarks set TSERVE_TEST_LOG=info: per-batch debug lines would cost them dearly.
+        .env(
+            "RUST_LOG",
+            std::env::var("TSERVE_TEST_LOG").unwrap_or_else(|_| "info,tserve::actors=debug".into()),
+        );
     command
 }
 

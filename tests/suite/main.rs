@@ -6,6 +6,7 @@
 mod actors;
 mod archiver;
 mod helpers;
+mod hostile;
 mod launcher;
 mod management;
 mod model;

@@ -356,3 +356,33 @@ fn a_stop_start_cycle_restores_the_snapshot() {
     assert_eq!(third.stop().and_then(|s| s.code()), Some(0));
     assert_eq!(std::fs::read_dir(dir.path().join("logs/config")).unwrap().count(), before);
 }
+
+#[test]
+fn torchserves_answers_for_no_workers_empty_urls_zero_startup_timeouts_and_trailing_slashes() {
+    let server = with_model_api(&["mlp.mar"], "");
+    let (kind, message) = server.manage("POST", "/models?url=").error(404);
+    assert_eq!((kind.as_str(), message.as_str()), ("ModelNotFoundException", "empty url"));
+
+    // A zero startup timeout with no workers registers; with workers they cannot start in time.
+    let reply = server.manage("POST", "/models?url=mlp.mar&startup_timeout=0");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (kind, message) = server.post("/predictions/mlp", b"[1.0, 2.0, 3.0, 4.0]").error(503);
+    assert_eq!(kind, "ServiceUnavailableException");
+    assert_eq!(
+        message,
+        "Model \"mlp\" has no worker to serve inference request. Please use scale workers API to add \
+         workers. If this is a sequence inference, please check if it is closed, or expired; or \
+         exceeds maxSequenceJobQueueSize"
+    );
+    let (_, message) = server.post("/predictions/mlp/1.0", b"[1.0, 2.0, 3.0, 4.0]").error(503);
+    assert!(message.starts_with("Model \"mlp\" Version 1.0\" has no worker to serve inference request."), "{message}");
+    assert_eq!(server.manage("DELETE", "/models/mlp/?synchronous=true").status, 200, "a trailing slash is fine");
+    assert_eq!(server.manage("GET", "/models/mlp").status, 404);
+
+    let (kind, message) = server
+        .manage("POST", "/models?url=mlp.mar&initial_workers=1&startup_timeout=0&synchronous=true")
+        .error(500);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Failed to start workers for model mlp version: 1.0"));
+    assert_eq!(server.manage("GET", "/models/mlp/").status, 404, "unregistered again");
+    assert_eq!(server.manage("GET", "/models/").status, 200);
+}

@@ -226,14 +226,12 @@ fn concurrent_requests_form_one_batch_with_answers_equal_to_single_runs() {
 }
 
 #[test]
-fn a_lone_request_waits_at_most_the_batch_delay() {
+fn a_lone_request_is_answered_in_a_batch_of_one() {
+    // How long it waits for company is the queue's rule, unit-tested without a clock
+    // (actors::queue); the figures are in the benchmark. Here: the answer is right.
     let server = TestServer::launch(&["mlp_batched.mar"], &["mlp_batched.mar"], "");
     let (input, expected) = &mlp_cases()[0];
-    let started = std::time::Instant::now();
     let reply = server.post("/predictions/mlp_batched", input.to_string().as_bytes());
-    let took = started.elapsed();
     assert_close(&reply.json(), expected, 1e-5);
-    assert!(took >= std::time::Duration::from_millis(450), "it waited for company: {took:?}");
-    assert!(took < std::time::Duration::from_millis(2000), "but not much longer: {took:?}");
     assert!(server.output_when(|o| o.contains("ran batch of 1")).contains("ran batch of 1"));
 }

@@ -6,7 +6,7 @@
 //! batch, so scaling (of any model) takes effect at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tch::Device;
@@ -25,8 +25,11 @@ pub fn threads_per_worker(cores: usize, workers: usize) -> usize {
     (cores / workers.max(1)).max(1)
 }
 
+/// The cores this process may use, read once: `available_parallelism` reads cgroup files on
+/// every call, far too slow for every batch.
 fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 pub struct NativeBackend {
@@ -84,6 +87,12 @@ impl Backend for NativeBackend {
         self._counted = Some(Counted::new());
         // No autograd bookkeeping on this thread, ever.
         self._no_grad = Some(tch::no_grad_guard());
+        // Without GPUs, TorchScript's profiling executor only delays the first requests (it
+        // profiles before it optimizes, and the CPU fuser is off): the simple executor is as
+        // fast once warm (measured; see the README). With GPUs its fusions may pay, so it stays.
+        if tch::Cuda::device_count() == 0 {
+            let _ = tch::jit::f_set_profiling_mode(false);
+        }
         self.share_cores();
         let started = Instant::now();
         let handler = self.spec.handler()?;
