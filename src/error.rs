@@ -12,8 +12,6 @@ pub enum Code {
     InvalidModel,
     /// A model URL whose download failed.
     DownloadFailed,
-    /// A missing, wrong or expired token.
-    InvalidKey,
     ModelNotFound,
     VersionNotFound,
     /// A path no route serves.
@@ -47,7 +45,6 @@ impl Code {
             Code::BadRequest => (400, "BadRequestException"),
             Code::InvalidModel => (400, "InvalidModelException"),
             Code::DownloadFailed => (400, "DownloadArchiveException"),
-            Code::InvalidKey => (400, "InvalidKeyException"),
             Code::ModelNotFound => (404, "ModelNotFoundException"),
             Code::VersionNotFound => (404, "ModelVersionNotFoundException"),
             Code::ResourceNotFound => (404, "ResourceNotFoundException"),

@@ -15,16 +15,16 @@
 //! - [`request`]: what a prediction carries: the request as backends see it, and their answer.
 
 pub mod actors;
-pub mod archive;
+mod archive;
 pub mod archiver;
 pub mod cli;
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 pub mod handlers;
-pub mod http;
+mod http;
 pub mod launcher;
 pub mod request;
-pub mod server;
-pub mod service;
+mod server;
+mod service;
 pub mod settings;
-pub mod snapshot;
+mod snapshot;

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Code, ErrorCode};
 
 pub use extract::Limits;
-pub use fetch::{fetch_into_store, StoreEntry};
+pub use fetch::fetch_into_store;
 pub use manifest::{Manifest, ModelSection, Runtime};
 pub use model_config::{DeviceType, ModelConfig};
-pub use write::{pack, ArchiveFormat, PackError, PackOptions, PackReport, ARCHIVER_VERSION};
+pub use write::{pack, ArchiveFormat, PackOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

@@ -84,10 +84,9 @@ pub enum PackError {
     },
 }
 
-/// What a successful run made, and what it wants to warn about.
+/// What a successful run wants to warn about.
 #[derive(Debug)]
 pub struct PackReport {
-    pub output: PathBuf,
     pub warnings: Vec<String>,
 }
 
@@ -216,7 +215,7 @@ pub fn pack(options: &PackOptions) -> Result<PackReport, PackError> {
         path: options.export_path.display().to_string(),
         source,
     })?;
-    Ok(PackReport { output, warnings })
+    Ok(PackReport { warnings })
 }
 
 /// The handler file to copy, if the handler is not built in: `x.py`, or `x` / `x:fn` for

@@ -83,8 +83,6 @@ pub fn app(
         .default_service(web::to(error::resource_not_found))
 }
 
-pub use inference::routes as inference_routes;
-pub use management::routes as management_routes;
 
 fn bind(models: &Models, address: &ListenAddress, routes: fn(&mut web::ServiceConfig)) -> std::io::Result<Listener> {
     let state = web::Data::new(AppState::new(models.clone()));

@@ -8,7 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{test, web};
 use serde_json::Value;
 
-use super::{app, inference_routes, management_routes, AppState};
+use super::inference::routes as inference_routes;
+use super::management::routes as management_routes;
+use super::{app, AppState};
 use crate::config::Config;
 use crate::service::Models;
 

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::request::{InferenceRequest, Prediction};
 use crate::snapshot::{SnapshotKind, SnapshotWriter};
 
-pub use describe::{DescribeModel, DescribeWorker};
+pub use describe::DescribeModel;
 pub use error::ServiceError;
 pub use register::{RegisterRequest, Registered};
 
