@@ -83,6 +83,11 @@ pub fn tensor_to_json(tensor: &Tensor) -> Result<Value, tch::TchError> {
         Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64 => {
             Vec::<i64>::try_from(&flat)?.into_iter().map(Value::from).collect()
         }
+        // float32 leaves libtorch as it is (no conversion kernel) and widens here, exactly.
+        Kind::Float => Vec::<f32>::try_from(&flat)?
+            .into_iter()
+            .map(|x| Value::from(f64::from(x)))
+            .collect(),
         _ => Vec::<f64>::try_from(&flat)?.into_iter().map(Value::from).collect(),
     };
     let mut leaves = leaves.into_iter();
