@@ -24,6 +24,7 @@ use crate::snapshot::{SnapshotKind, SnapshotWriter};
 pub use describe::DescribeModel;
 pub use error::ServiceError;
 pub use register::{RegisterRequest, Registered};
+pub use crate::actors::VersionSelector;
 
 /// How long a control message may wait for the Supervisor or a manager before the caller is told
 /// the server is busy.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::params::{ListParams, Params};
 use super::{json_response, status};
-use crate::actors::VersionSelector;
+use crate::service::VersionSelector;
 use crate::http::{ApiError, AppState};
 use crate::service::Target;
 
