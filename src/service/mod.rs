@@ -15,7 +15,7 @@ use actix::{Addr, Message};
 
 use crate::actors::{
     shared_registry, Job, ManagerError, Registration, Scale, SetDefault, SharedRegistry, Supervisor,
-    TakeSnapshot, Unregister, VersionSelector,
+    TakeSnapshot, Unregister,
 };
 use crate::config::Config;
 use crate::request::{InferenceRequest, Prediction};
