@@ -27,6 +27,11 @@ pub enum ManagerError {
     NoWorkers { model: String, version: Option<String> },
     #[error("Worker died.")]
     WorkerDied,
+    /// A Python backend's answer for the whole batch when it is not a success: TorchServe's
+    /// status and message (503 `Prediction failed`, 507 `Out of resources`, a handler's own
+    /// `PredictionException`, or 507 `Worker died.` for a worker killed by the OOM killer).
+    #[error("{message}")]
+    Backend { status: u16, message: String },
     #[error("Request dropped: it waited {waited_ms} ms in the queue, longer than the model's clientTimeoutInMills ({limit_ms} ms)")]
     Expired { waited_ms: u128, limit_ms: u128 },
     #[error("Model \"{0}\" is shutting down")]
@@ -55,6 +60,7 @@ impl ErrorCode for ManagerError {
             | ManagerError::Expired { .. }
             | ManagerError::Stopped(_) => Code::ServiceUnavailable,
             ManagerError::WorkerDied => Code::WorkerDied,
+            ManagerError::Backend { status, .. } => Code::Backend(*status),
             ManagerError::Model(e) => e.code(),
             ManagerError::AlreadyRegistered { .. } => Code::Conflict,
             ManagerError::CannotRemoveDefault(_) => Code::CannotRemoveDefault,

@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use super::model_queue::ModelQueue;
 use super::pool::{ModelHealth, WorkerId, WorkerPool, WorkerState};
 use super::queue::Admission;
+use super::spec::BackendSpec;
 use super::worker::native::NativeBackend;
+use super::worker::python::PythonBackend;
 use super::worker::{worker_name, WorkerEvent, WorkerHandle, WorkerStart};
 use super::{ManagerError, ModelSpec};
 
@@ -94,15 +96,37 @@ impl ModelManager {
     fn start_worker(&mut self, index: usize, ctx: &mut Context<Self>) {
         let id = NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed);
         let name = self.name(id);
-        let backend = NativeBackend::new(name.clone(), self.spec.clone(), self.spec.device_for(index));
         let start = WorkerStart {
             id,
             name: name.clone(),
             queue: self.queue.clone(),
             events: ctx.address().recipient(),
         };
+        let device = self.spec.device_for(index);
+        let spec = &self.spec;
+        let spawned = match &spec.backend {
+            BackendSpec::Native { serialized_file, handler } => {
+                let backend = NativeBackend::new(name.clone(), serialized_file.clone(), handler.clone(), spec.model_dir.clone(), device);
+                WorkerHandle::spawn(start, backend)
+            }
+            BackendSpec::Python(python) => {
+                let gpu = match device {
+                    tch::Device::Cuda(gpu) => Some(gpu),
+                    _ => None,
+                };
+                let backend = PythonBackend::new(
+                    name.clone(),
+                    spec.name.clone(),
+                    spec.model_dir.clone(),
+                    spec.settings.batch_size,
+                    gpu,
+                    python.clone(),
+                );
+                WorkerHandle::spawn(start, backend)
+            }
+        };
         let now = Instant::now();
-        match WorkerHandle::spawn(start, backend) {
+        match spawned {
             Ok(handle) => self.pool.add(id, index, handle, now),
             Err(e) => {
                 log::error!("{name}: cannot start its thread: {e}");
@@ -122,11 +146,11 @@ impl ModelManager {
         }
     }
 
-    /// A worker is gone for good: it leaves the pool (dropping its handle retires its thread)
+    /// A worker is gone for good: it leaves the pool, is stopped (a child process at once),
     /// and is replaced after the backoff.
     fn worker_failed(&mut self, id: WorkerId, now: Instant) {
         if let Some(departure) = self.pool.remove_failed(id, now) {
-            drop(departure.handle);
+            departure.handle.abort();
             self.log_retry(&self.name(id), departure.restart_in, now);
         }
     }

@@ -33,7 +33,7 @@ pub use manager::{Describe, ModelManager, ModelStatus, WorkerStatus};
 pub use model_queue::ModelQueue;
 pub use pool::{ModelHealth, WorkerId};
 pub use registry::{shared_registry, ModelEntry, Registry, SharedRegistry, VersionSelector};
-pub use spec::{HandlerFactory, ModelOrigin, ModelSpec};
+pub use spec::{BackendSpec, HandlerFactory, ModelOrigin, ModelSpec, PythonSpec};
 pub use supervisor::{Register, Registration, Scale, SetDefault, Supervisor, TakeSnapshot, Unregister};
 pub use worker::native::threads_per_worker;
 

@@ -98,8 +98,16 @@ pub struct ModelHealth {
 }
 
 impl ModelHealth {
-    /// Healthy for /ping: at least the minimum of workers is ready.
+    /// Healthy for /ping, as TorchServe counts it: a worker that is starting, or failing but
+    /// still inside its `maxRetryTimeoutInSec` window, counts as healthy; only once recovery is
+    /// given up with fewer workers ready than the minimum is the model unhealthy. (So a
+    /// liveness probe does not kill a server that is restarting a worker.)
     pub fn is_healthy(&self) -> bool {
+        self.ready >= self.min_workers || !self.given_up
+    }
+
+    /// Every worker the model should have is loaded and serving.
+    pub fn is_ready(&self) -> bool {
         self.ready >= self.min_workers
     }
 }
@@ -321,9 +329,10 @@ mod tests {
         let (mut pool, t0) = pool(2);
         assert_eq!(pool.health(t0), ModelHealth { ready: 0, failures: 0, min_workers: 2, given_up: false });
         assert!(pool.loaded(9000));
-        assert!(!pool.health(t0).is_healthy());
+        assert!(!pool.health(t0).is_ready());
+        assert!(pool.health(t0).is_healthy(), "starting workers count as healthy");
         assert!(pool.loaded(9001));
-        assert!(pool.health(t0).is_healthy());
+        assert!(pool.health(t0).is_ready());
         assert!(!pool.loaded(4242), "unknown workers are ignored");
     }
 
@@ -333,6 +342,8 @@ mod tests {
         pool.loaded(9000);
         pool.loaded(9001);
         let gone = pool.remove_failed(9001, t0).unwrap();
+        let health = pool.health(t0);
+        assert!(!health.is_ready() && health.is_healthy(), "in its retry window: still healthy");
         assert_eq!((gone.handle, gone.restart_in), ("w1", Some(S(1))));
         assert!(pool.vacant_positions().is_empty(), "the restart holds the position");
         assert!(pool.take_due_restarts(t0).is_empty(), "not yet");
@@ -363,6 +374,7 @@ mod tests {
         assert_eq!(delays, [1, 1, 2]);
         assert!(pool.has_no_workers(), "no worker and none coming");
         assert!(pool.health(now).given_up);
+        assert!(!pool.health(now).is_healthy(), "unhealthy once recovery is given up");
         // An operator's scale starts over.
         assert!(pool.scale(1, 1).is_empty());
         assert_eq!(pool.vacant_positions(), [0]);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tch::Device;
 
 use super::queue::QueueSettings;
-use super::worker::WorkerExit;
 use crate::archive::ModelArchive;
 use crate::handlers::{Handler, ModelError};
 use crate::settings::ModelSettings;
@@ -28,24 +27,55 @@ pub struct ModelOrigin {
     pub downloaded: Option<PathBuf>,
 }
 
+/// Which kind of worker serves a model, decided once at registration.
+#[derive(Clone)]
+pub enum BackendSpec {
+    /// A TorchScript file run in-process by libtorch with a built-in handler.
+    Native {
+        /// The TorchScript file each worker loads.
+        serialized_file: PathBuf,
+        handler: HandlerFactory,
+    },
+    /// TorchServe's own Python backend in a child process per worker: eager models and
+    /// custom handlers, with TorchServe's exact handler semantics.
+    Python(PythonSpec),
+}
+
+/// How to start a model's Python workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonSpec {
+    /// The Python that runs `ts.model_service_worker` (with the `torchserve` package).
+    pub python: PathBuf,
+    /// `ts/model_service_worker.py` of that Python's `torchserve` package.
+    pub worker_script: PathBuf,
+    /// The metrics YAML the worker reads (`--metrics-config`).
+    pub metrics_config: PathBuf,
+    /// The handler as TorchServe's loader takes it: a built-in name, `file.py` or
+    /// `file.py:function`.
+    pub handler: String,
+    pub envelope: String,
+    /// `limit_max_image_pixels`: Pillow's decompression-bomb limit stays on.
+    pub limit_max_image_pixels: bool,
+    /// `decode_input_request`: JSON and text inputs reach the handler decoded.
+    pub decode_input_request: bool,
+}
+
 pub struct ModelSpec {
     pub name: String,
     pub version: String,
     pub origin: ModelOrigin,
     /// The manifest's runtime (`python`, `python3` or `LSP`).
     pub runtime: String,
-    /// The TorchScript file each worker loads.
-    pub serialized_file: PathBuf,
-    /// The folder with the model's other files (`index_to_name.json`, ...).
+    /// The folder with the model's files (`index_to_name.json`, ...).
     pub model_dir: PathBuf,
-    pub handler: HandlerFactory,
+    pub backend: BackendSpec,
     pub settings: ModelSettings,
     /// Keeps an unpacked archive on disk while the model is registered.
     pub archive: Option<Arc<ModelArchive>>,
 }
 
 impl ModelSpec {
-    /// A spec with the given settings; origin and runtime take their defaults.
+    /// A native model's spec; origin and runtime take their defaults.
     pub fn new(
         name: &str,
         version: &str,
@@ -54,14 +84,23 @@ impl ModelSpec {
         settings: ModelSettings,
     ) -> Self {
         let model_dir = serialized_file.parent().map(PathBuf::from).unwrap_or_default();
+        Self::with_backend(name, version, model_dir, BackendSpec::Native { serialized_file, handler }, settings)
+    }
+
+    pub fn with_backend(
+        name: &str,
+        version: &str,
+        model_dir: PathBuf,
+        backend: BackendSpec,
+        settings: ModelSettings,
+    ) -> Self {
         Self {
             name: name.to_string(),
             version: version.to_string(),
             origin: ModelOrigin::default(),
             runtime: "python".to_string(),
-            serialized_file,
             model_dir,
-            handler,
+            backend,
             settings,
             archive: None,
         }
@@ -73,11 +112,6 @@ impl ModelSpec {
             0 => Device::Cpu,
             n => Device::Cuda(self.settings.gpu_ids[index % n]),
         }
-    }
-
-    /// Builds the handler; called on the worker's thread.
-    pub fn handler(&self) -> Result<Box<dyn Handler>, WorkerExit> {
-        (self.handler)(&self.model_dir).map_err(WorkerExit::LoadFailed)
     }
 
     pub fn label(&self) -> String {
@@ -113,7 +147,10 @@ impl std::fmt::Debug for ModelSpec {
         f.debug_struct("ModelSpec")
             .field("name", &self.name)
             .field("version", &self.version)
-            .field("serialized_file", &self.serialized_file)
+            .field("backend", match &self.backend {
+                BackendSpec::Native { .. } => &"native",
+                BackendSpec::Python(_) => &"python",
+            })
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }

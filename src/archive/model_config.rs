@@ -43,6 +43,16 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// tserve's per-model switch to TorchServe's Python backend for a model tserve could serve
+    /// natively: `tserve: {backend: python}` (for TorchServe's exact Python pre-processing).
+    pub fn wants_python_backend(&self) -> bool {
+        self.handler_settings
+            .get("tserve")
+            .and_then(|tserve| tserve.get("backend"))
+            .and_then(Value::as_str)
+            .is_some_and(|backend| backend.eq_ignore_ascii_case("python"))
+    }
+
     pub fn read(path: &Path) -> Result<Self, ArchiveError> {
         let text = std::fs::read_to_string(path).map_err(|source| ArchiveError::Io {
             path: path.to_path_buf(),
@@ -173,6 +183,13 @@ mod tests {
         assert_eq!(config.max_workers, None);
         assert_eq!(config.handler_settings.len(), 2);
         assert_eq!(config.handler_settings["handler"]["topk"].as_i64(), Some(3));
+    }
+
+    #[test]
+    fn the_python_backend_can_be_asked_for() {
+        assert!(ModelConfig::parse("tserve:\n  backend: python\n").unwrap().wants_python_backend());
+        assert!(!ModelConfig::parse("tserve:\n  backend: native\n").unwrap().wants_python_backend());
+        assert!(!ModelConfig::parse("batchSize: 2\n").unwrap().wants_python_backend());
     }
 
     #[test]

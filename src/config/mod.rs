@@ -100,6 +100,17 @@ pub struct Config {
     pub archive_limits: crate::archive::Limits,
     /// Per-model settings from the `models=` key: model name → version → settings.
     pub models: BTreeMap<String, BTreeMap<String, ModelOverrides>>,
+    /// The Python that runs Python-backend workers (`python`; default: the project's venv).
+    pub python: PathBuf,
+    /// `install_py_dep_per_model`: pip-install an archive's requirements.txt at registration.
+    pub install_py_dep_per_model: bool,
+    /// `decode_input_request` (default true): JSON and text inputs reach Python handlers decoded.
+    pub decode_input_request: bool,
+    /// `limit_max_image_pixels` (default true): Pillow's decompression-bomb limit.
+    pub limit_max_image_pixels: bool,
+    /// `service_envelope`: the request envelope Python handlers are wrapped in (`json`, `body`,
+    /// `kserve`, `kservev2`), empty for none.
+    pub service_envelope: String,
 }
 
 /// One model version's entry in the `models=` JSON of config.properties (TorchServe's keys).
@@ -160,6 +171,11 @@ const SUPPORTED_KEYS: &[&str] = &[
     "models",
     "archive_max_bytes",
     "archive_max_entries",
+    "python",
+    "install_py_dep_per_model",
+    "decode_input_request",
+    "limit_max_image_pixels",
+    "service_envelope",
 ];
 
 /// Keys TorchServe knows that tserve accepts but does not act on yet: they are logged, so a
@@ -180,7 +196,6 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "cors_allowed_methods",
     "cors_allowed_headers",
     "enable_envvars_config",
-    "install_py_dep_per_model",
     "use_env_allowed_urls",
     "enable_metrics_api",
     "metrics_mode",
@@ -197,10 +212,7 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "disable_token_authorization",
     "token_expiration_min",
     "blacklist_env_vars",
-    "decode_input_request",
-    "limit_max_image_pixels",
     "default_service_handler",
-    "service_envelope",
     "prefer_direct_buffer",
     "initial_worker_port",
     "initial_distribution_port",
@@ -322,6 +334,11 @@ impl Config {
                     max_entries: reader.parse("archive_max_entries")?.unwrap_or(defaults.max_entries),
                 }
             },
+            python: props.get("python").map_or_else(|| PathBuf::from(env!("TSERVE_DEFAULT_PYTHON")), PathBuf::from),
+            install_py_dep_per_model: reader.boolean("install_py_dep_per_model"),
+            decode_input_request: !props.get("decode_input_request").is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
+            limit_max_image_pixels: !props.get("limit_max_image_pixels").is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
+            service_envelope: props.get("service_envelope").cloned().unwrap_or_default(),
             models: match props.get("models") {
                 Some(json) => serde_json::from_str(json).map_err(|e| ConfigError::InvalidValue {
                     key: "models".into(),

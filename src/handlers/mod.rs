@@ -36,12 +36,6 @@ pub enum ModelError {
     InvalidOutput(String),
     #[error("failed to load model {path}: {message}")]
     Load { path: String, message: String },
-    #[error(
-        "handler {0:?} is not supported: tserve runs TorchScript models with its built-in \
-         handlers ({handlers}); custom Python handlers cannot run",
-        handlers = HandlerKind::NAMES.join(", ")
-    )]
-    UnsupportedHandler(String),
 }
 
 impl ModelError {
@@ -71,7 +65,6 @@ impl ErrorCode for ModelError {
             // TorchServe's code for an exception raised while the model runs.
             ModelError::Prediction(_) | ModelError::InvalidOutput(_) => Code::Backend(503),
             ModelError::DeviceFault(_) | ModelError::Load { .. } => Code::Internal,
-            ModelError::UnsupportedHandler(_) => Code::InvalidModel,
         }
     }
 }
@@ -99,19 +92,17 @@ pub enum HandlerKind {
 }
 
 impl HandlerKind {
-    pub const NAMES: [&'static str; 2] = ["image_classifier", "base_handler"];
-
-    /// Resolves a manifest's `handler`: a built-in name, optionally as its TorchServe module
-    /// path (`ts.torch_handler.image_classifier`). An archive with no handler gets base_handler.
-    pub fn from_manifest(handler: Option<&str>) -> Result<Self, ModelError> {
+    /// The native handler for a manifest's `handler`, if tserve has one: a built-in name,
+    /// optionally as its TorchServe module path (`ts.torch_handler.image_classifier`). An archive
+    /// with no handler gets base_handler. Any other handler runs on the Python backend.
+    pub fn native(handler: Option<&str>) -> Option<Self> {
         let Some(name) = handler else {
-            return Ok(HandlerKind::Base);
+            return Some(HandlerKind::Base);
         };
-        let short = name.strip_prefix("ts.torch_handler.").unwrap_or(name);
-        match short {
-            "image_classifier" => Ok(HandlerKind::ImageClassifier),
-            "base_handler" => Ok(HandlerKind::Base),
-            _ => Err(ModelError::UnsupportedHandler(name.to_string())),
+        match name.strip_prefix("ts.torch_handler.").unwrap_or(name) {
+            "image_classifier" => Some(HandlerKind::ImageClassifier),
+            "base_handler" => Some(HandlerKind::Base),
+            _ => None,
         }
     }
 }
@@ -298,18 +289,11 @@ mod tests {
 
     #[test]
     fn handler_names_resolve_like_torchserve() {
-        assert_eq!(
-            HandlerKind::from_manifest(Some("image_classifier")).unwrap(),
-            HandlerKind::ImageClassifier
-        );
-        assert_eq!(
-            HandlerKind::from_manifest(Some("ts.torch_handler.base_handler")).unwrap(),
-            HandlerKind::Base
-        );
-        assert_eq!(HandlerKind::from_manifest(None).unwrap(), HandlerKind::Base);
-        let err = HandlerKind::from_manifest(Some("my_handler.py")).unwrap_err();
-        assert!(err.to_string().contains("my_handler.py"), "{err}");
-        assert!(err.to_string().contains("image_classifier, base_handler"), "{err}");
+        assert_eq!(HandlerKind::native(Some("image_classifier")), Some(HandlerKind::ImageClassifier));
+        assert_eq!(HandlerKind::native(Some("ts.torch_handler.base_handler")), Some(HandlerKind::Base));
+        assert_eq!(HandlerKind::native(None), Some(HandlerKind::Base));
+        assert_eq!(HandlerKind::native(Some("my_handler.py")), None, "Python runs it");
+        assert_eq!(HandlerKind::native(Some("image_segmenter")), None, "Python runs it");
     }
 
     #[test]

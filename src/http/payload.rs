@@ -29,7 +29,7 @@ pub async fn read_request(
     limits: BodyLimits,
 ) -> Result<InferenceRequest, ApiError> {
     let parameters = within_deadline(limits, read_parameters(request, payload, limits.max_bytes)).await?;
-    if parameters.iter().all(|p| p.value.is_empty()) {
+    if parameters.iter().all(|p| p.value.is_empty() && p.name == "body") {
         return Err(ApiError::BadRequest(
             "Request has no input: send it as the body or as form field \"data\".".into(),
         ));
@@ -89,6 +89,10 @@ async fn read_parameters(
     if content_type.as_deref().is_some_and(|v| v.starts_with("multipart/form-data")) {
         return read_form(request, payload, limit).await;
     }
+    if content_type.as_deref().is_some_and(|v| v.starts_with("application/x-www-form-urlencoded")) {
+        let body = read_limited(payload, limit).await?;
+        return url_encoded_fields(&body);
+    }
     Ok(vec![Parameter {
         name: "body".into(),
         content_type,
@@ -109,6 +113,21 @@ async fn read_limited<E: std::fmt::Display>(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// The fields of a `x-www-form-urlencoded` body, in order: each a parameter with no content
+/// type, as TorchServe's decoder makes them.
+fn url_encoded_fields(body: &[u8]) -> Result<Vec<Parameter>, ApiError> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid form body: {e}")))?;
+    Ok(fields
+        .into_iter()
+        .map(|(name, value)| Parameter {
+            name,
+            content_type: None,
+            value: Bytes::from(value),
+        })
+        .collect())
 }
 
 /// Every field of a form, in order, each with its name and content type.

@@ -12,14 +12,15 @@ pub enum ServiceError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(
-        "Model {model} is an eager-mode archive (modelFile {model_file}): tserve serves \
-         TorchScript. Script or trace the model in Python \
-         (torch.jit.script(model).save(\"model.pt\"), or torch.jit.trace(model, example).save(...)) \
-         and archive that file with --serialized-file and no --model-file."
+        "cannot serve Python-backend models: the Python {python} (config key `python`) {reason}. \
+         Install TorchServe's backend there (pip install torchserve==0.12.0), or set `python` to \
+         one that has it."
     )]
-    EagerModel { model: String, model_file: String },
+    PythonUnavailable { python: String, reason: String },
     #[error("Model {model} has no serializedFile in its manifest, or the file is missing from the archive")]
     MissingSerializedFile { model: String },
+    #[error("Custom pip package installation failed for model {model}")]
+    DependencyInstallFailed { model: String },
     #[error("Model store has not been configured.")]
     NoModelStore,
     #[error("{0}")]
@@ -45,7 +46,10 @@ impl ErrorCode for ServiceError {
         match self {
             ServiceError::Manager(e) => e.code(),
             ServiceError::Archive(e) => e.code(),
-            ServiceError::EagerModel { .. } | ServiceError::MissingSerializedFile { .. } => Code::InvalidModel,
+            ServiceError::PythonUnavailable { .. } => Code::Internal,
+            ServiceError::DependencyInstallFailed { .. } | ServiceError::MissingSerializedFile { .. } => {
+                Code::InvalidModel
+            }
             ServiceError::NoModelStore => Code::ModelNotFound,
             ServiceError::BadRequest(_) => Code::BadRequest,
             ServiceError::WorkersFailed { .. } => Code::Internal,

@@ -5,6 +5,7 @@
 
 mod describe;
 mod error;
+mod python;
 mod register;
 mod startup;
 

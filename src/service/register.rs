@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{wait_ready, Models, ServiceError};
-use crate::actors::{HandlerFactory, ModelOrigin, ModelSpec, Register, Registration, Unregister};
-use crate::archive::{fetch_into_store, ModelArchive, Runtime};
+use super::python;
+use crate::actors::{BackendSpec, HandlerFactory, ModelOrigin, ModelSpec, PythonSpec, Register, Registration, Unregister};
+use crate::archive::{fetch_into_store, ModelArchive, ModelConfig, Runtime};
 use crate::config::Config;
 use crate::handlers::{self, HandlerKind};
 use crate::settings::{ModelSettings, Overrides};
@@ -115,7 +116,7 @@ fn build_spec(store: &std::path::Path, request: RegisterRequest, config: &Config
     spec
 }
 
-/// The spec of an opened archive: its files, its handler, and its settings resolved with
+/// The spec of an opened archive: its files, its backend, and its settings resolved with
 /// TorchServe's precedence.
 fn spec_from_archive(
     archive: ModelArchive,
@@ -125,34 +126,81 @@ fn spec_from_archive(
 ) -> Result<ModelSpec, ServiceError> {
     let model = &archive.manifest.model;
     let name = request.name.clone().unwrap_or_else(|| model.model_name.clone());
-    if let Some(model_file) = &model.model_file {
-        return Err(ServiceError::EagerModel {
-            model: name,
-            model_file: model_file.clone(),
-        });
-    }
-    let serialized_file = model
-        .serialized_file
-        .as_ref()
-        .map(|file| archive.dir.join(file))
-        .filter(|path| path.is_file())
-        .ok_or_else(|| ServiceError::MissingSerializedFile { model: name.clone() })?;
-    let kind = HandlerKind::from_manifest(request.handler.as_deref().or(model.handler.as_deref()))?;
     let version = model.model_version.clone();
     let yaml = archive.model_config()?;
     let models_entry = config.model_overrides(&name, &version).cloned().unwrap_or_default();
     let settings = ModelSettings::resolve(&config.server_defaults(), &models_entry, &yaml, &request.overrides);
-    // The YAML's other keys go to the handler untouched.
-    let handler_settings = yaml.handler_settings.clone();
-    let handler: HandlerFactory = Arc::new(move |dir| handlers::build_handler(kind, dir, &handler_settings));
-    let mut spec = ModelSpec::new(&name, &version, serialized_file, handler, settings);
-    spec.model_dir = archive.dir.clone();
+    // A manifest naming a file its archive lacks is broken, whichever backend would run it.
+    if let Some(file) = &model.serialized_file {
+        if !archive.dir.join(file).is_file() {
+            return Err(ServiceError::MissingSerializedFile { model: name });
+        }
+    }
+    let handler = request.handler.clone().or_else(|| model.handler.clone());
+    let backend = match native_backend(&archive, handler.as_deref(), &yaml) {
+        Some(backend) => backend,
+        None => python_backend(&archive, &name, handler, config)?,
+    };
+    let mut spec = ModelSpec::with_backend(&name, &version, archive.dir.clone(), backend, settings);
     spec.runtime = request
         .runtime
         .map_or_else(|| archive.manifest.runtime.clone(), |runtime| runtime.as_str().to_string());
     spec.origin = origin;
     spec.archive = Some(Arc::new(archive));
     Ok(spec)
+}
+
+/// The in-process backend, when the archive is a TorchScript `.pt` with a handler tserve has
+/// natively and its YAML does not ask for Python (`tserve: {backend: python}`).
+fn native_backend(archive: &ModelArchive, handler: Option<&str>, yaml: &ModelConfig) -> Option<BackendSpec> {
+    let model = &archive.manifest.model;
+    let kind = HandlerKind::native(handler)?;
+    if model.model_file.is_some() || yaml.wants_python_backend() {
+        return None;
+    }
+    let serialized_file = archive.dir.join(model.serialized_file.as_ref()?);
+    let is_torchscript = serialized_file.extension().is_some_and(|ext| ext == "pt") && serialized_file.is_file();
+    if !is_torchscript {
+        return None;
+    }
+    // The YAML's other keys go to the handler untouched.
+    let handler_settings = yaml.handler_settings.clone();
+    let handler: HandlerFactory = Arc::new(move |dir| handlers::build_handler(kind, dir, &handler_settings));
+    Some(BackendSpec::Native { serialized_file, handler })
+}
+
+/// TorchServe's Python backend, for every other archive: its Python is checked now (a missing
+/// one is an error naming the setting), and its requirements installed when
+/// `install_py_dep_per_model` is on.
+fn python_backend(
+    archive: &ModelArchive,
+    name: &str,
+    handler: Option<String>,
+    config: &Config,
+) -> Result<BackendSpec, ServiceError> {
+    let env = python::probe(&config.python).map_err(|reason| ServiceError::PythonUnavailable {
+        python: config.python.display().to_string(),
+        reason,
+    })?;
+    if let Some(requirements) = &archive.manifest.model.requirements_file {
+        if config.install_py_dep_per_model {
+            python::install_requirements(&env.python, &archive.dir, &archive.dir.join(requirements)).map_err(|output| {
+                log::error!("Custom pip package installation failed for model {name}:\n{output}");
+                ServiceError::DependencyInstallFailed { model: name.to_string() }
+            })?;
+        }
+    }
+    Ok(BackendSpec::Python(PythonSpec {
+        python: env.python,
+        worker_script: env.worker_script,
+        metrics_config: env.metrics_config,
+        // TorchServe's loader takes the manifest's handler as it is; without one, it would have
+        // nothing to run, so base_handler's default applies.
+        handler: handler.unwrap_or_else(|| "base_handler".to_string()),
+        envelope: config.service_envelope.clone(),
+        limit_max_image_pixels: config.limit_max_image_pixels,
+        decode_input_request: config.decode_input_request,
+    }))
 }
 
 /// Removes an archive downloaded for a registration that is gone, off the async threads.

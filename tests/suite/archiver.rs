@@ -146,12 +146,13 @@ fn archiver_validation_matches_torch_model_archiver() {
 }
 
 #[test]
-fn an_eager_archive_is_written_as_torchserve_would_and_refused_with_advice() {
+fn an_eager_archive_is_written_as_torchserve_would_and_served_by_the_python_backend() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("model_store")).unwrap();
     std::fs::copy(fixture("eager_mlp.pt"), dir.path().join("eager_mlp.pt")).unwrap();
     std::fs::copy(fixture("eager_model.py"), dir.path().join("model.py")).unwrap();
-    let (code, stderr) = archiver(dir.path(), &["--model-name", "eager", "-v", "1.0", "--serialized-file", "eager_mlp.pt", "--model-file", "model.py", "--handler", "base_handler", "--export-path", "model_store"]);
+    std::fs::copy(crate::helpers::repo_root().join("tests/fixtures/python/mlp_handler.py"), dir.path().join("mlp_handler.py")).unwrap();
+    let (code, stderr) = archiver(dir.path(), &["--model-name", "eager", "-v", "1.0", "--serialized-file", "eager_mlp.pt", "--model-file", "model.py", "--handler", "mlp_handler.py", "--export-path", "model_store"]);
     assert_eq!(code, 0, "{stderr}");
     let entries = read_any(&dir.path().join("model_store/eager.mar"));
     let manifest: serde_json::Value = serde_json::from_slice(&entries["MAR-INF/MANIFEST.json [Deflated]"]).unwrap();
@@ -159,9 +160,14 @@ fn an_eager_archive_is_written_as_torchserve_would_and_refused_with_advice() {
     std::fs::write(dir.path().join("c.properties"), crate::helpers::FREE_PORTS.to_string() + "enable_model_api=true\n").unwrap();
     let args: Vec<String> = "--foreground --ncs --ts-config c.properties --model-store model_store".split(' ').map(String::from).collect();
     let server = TestServer::spawn_in(dir.path(), &args).unwrap();
-    let (kind, message) = server.manage("POST", "/models?url=eager.mar&initial_workers=1").error(400);
-    assert_eq!(kind, "InvalidModelException");
-    assert!(message.contains("serves TorchScript") && message.contains("torch.jit.script"), "{message}");
+    let reply = server.manage("POST", "/models?url=eager.mar&initial_workers=1");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (input, expected) = &crate::helpers::mlp_cases()[0];
+    let answer = crate::helpers::Reply::from(
+        ureq::post(&server.url("/predictions/eager")).set("Content-Type", "application/json").send_string(&input.to_string()),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    crate::helpers::assert_close(&answer.json(), expected, 1e-5);
 }
 
 #[test]

@@ -11,5 +11,6 @@ mod launcher;
 mod management;
 mod model;
 mod preprocessing;
+mod python_backend;
 mod resilience;
 mod server;

@@ -160,17 +160,6 @@ fn oversized_body_is_413() {
 }
 
 #[test]
-fn eager_archives_are_refused_with_a_way_forward() {
-    let server = TestServer::start(&["eager.mar", "mlp.mar"], "");
-    let (kind, _) = server.post("/predictions/eager", b"[1]").error(404);
-    assert_eq!(kind, "ModelNotFoundException");
-    let output = server.output_when(|o| o.contains("eager-mode archive"));
-    assert!(output.contains("eager-mode archive"), "{output}");
-    assert!(output.contains("torch.jit.script"), "{output}");
-    assert_eq!(server.get("/ping").status, 200, "the other model is served");
-}
-
-#[test]
 fn models_all_serves_every_archive_in_the_store() {
     let server = TestServer::launch(&["mlp.mar", "faulty.mar"], &["all"], "default_workers_per_model=1");
     let (input, expected) = &mlp_cases()[0];

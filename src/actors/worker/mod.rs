@@ -8,6 +8,7 @@
 //! the worker. Nothing a model does can take the server down.
 
 pub mod native;
+pub mod python;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +32,9 @@ pub enum WorkerExit {
     Fault(ModelError),
     #[error("panic on the worker thread: {0}")]
     Panicked(String),
+    /// The worker's process ended or its connection broke.
+    #[error("{0}")]
+    ProcessEnded(String),
 }
 
 /// What a worker's thread tells its manager.
@@ -45,8 +49,9 @@ pub enum WorkerEvent {
 
 /// Runs one model on a worker's thread.
 pub trait Backend: Send + 'static {
-    /// Loads the model; called once, on the worker's thread, before any batch.
-    fn load(&mut self) -> Result<(), WorkerExit>;
+    /// Loads the model; called once, on the worker's thread, before any batch. A backend that
+    /// runs the model in a child process says which, through `child`.
+    fn load(&mut self, child: &ChildPid) -> Result<(), WorkerExit>;
     /// Runs a batch and answers each of its jobs. An `Err` retires the worker; jobs it left
     /// unanswered read `Worker died.` to their clients.
     fn run(&mut self, jobs: Vec<Job>) -> Result<(), WorkerExit>;
@@ -58,8 +63,26 @@ struct WorkerLink {
     stop: StopFlag,
     /// The batch being run, so the manager can answer it if it overruns.
     running: Mutex<Option<RunningBatch>>,
-    /// The process serving the worker, when it is a child process (0: this one).
-    child_pid: AtomicU32,
+    child: ChildPid,
+}
+
+/// The child process serving a worker, if any (0: the server itself).
+#[derive(Debug, Default)]
+pub struct ChildPid(AtomicU32);
+
+impl ChildPid {
+    pub fn set(&self, pid: u32) {
+        self.0.store(pid, Ordering::Release);
+    }
+
+    /// Forgets the child, before it is reaped (its pid may then be reused).
+    pub fn clear(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+
+    fn get(&self) -> Option<u32> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&pid| pid != 0)
+    }
 }
 
 #[derive(Debug)]
@@ -125,9 +148,14 @@ impl WorkerHandle {
 
     /// The process that runs the worker's model.
     pub fn pid(&self) -> u32 {
-        match self.link.child_pid.load(Ordering::Relaxed) {
-            0 => std::process::id(),
-            pid => pid,
+        self.link.child.get().unwrap_or_else(std::process::id)
+    }
+
+    /// Stops the worker now: a child process is killed (a stuck one would never take the stop
+    /// signal); an in-process worker stops after the call it is in.
+    pub fn abort(self) {
+        if let Some(pid) = self.link.child.get() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -141,11 +169,20 @@ impl Drop for WorkerHandle {
 
 /// The worker's thread: load, then take and run batches until stopped or failed.
 fn serve(mut backend: impl Backend, start: WorkerStart, link: &WorkerLink) {
-    let report = |event: WorkerEvent| start.events.do_send(event);
-    match catch_unwind(AssertUnwindSafe(|| backend.load())) {
-        Ok(Ok(())) => report(WorkerEvent::Loaded(start.id)),
-        Ok(Err(exit)) => return report(WorkerEvent::Died(start.id, exit)),
-        Err(panic) => return report(WorkerEvent::Died(start.id, panicked(panic.as_ref()))),
+    if let Some(event) = serve_batches(&mut backend, &start, link) {
+        start.events.do_send(event);
+    }
+    // Forget the child before the backend reaps it: its pid may be reused after.
+    link.child.clear();
+    drop(backend);
+}
+
+/// Runs the worker until it is stopped (`None`) or fails (what to tell the manager).
+fn serve_batches(backend: &mut impl Backend, start: &WorkerStart, link: &WorkerLink) -> Option<WorkerEvent> {
+    match catch_unwind(AssertUnwindSafe(|| backend.load(&link.child))) {
+        Ok(Ok(())) => start.events.do_send(WorkerEvent::Loaded(start.id)),
+        Ok(Err(exit)) => return Some(WorkerEvent::Died(start.id, exit)),
+        Err(panic) => return Some(WorkerEvent::Died(start.id, panicked(panic.as_ref()))),
     }
     while let Some(jobs) = start.queue.take_batch(&link.stop) {
         *link.running() = Some(RunningBatch {
@@ -161,9 +198,10 @@ fn serve(mut backend: impl Backend, start: WorkerStart, link: &WorkerLink) {
             Ok(Err(exit)) => exit,
             Err(panic) => panicked(panic.as_ref()),
         };
-        return report(WorkerEvent::Died(start.id, exit));
+        return Some(WorkerEvent::Died(start.id, exit));
     }
     log::debug!("{}: retired", start.name);
+    None
 }
 
 fn panicked(panic: &(dyn std::any::Any + Send)) -> WorkerExit {

@@ -6,13 +6,14 @@
 //! batch, so scaling (of any model) takes effect at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use tch::Device;
 
-use super::{Backend, WorkerExit};
-use crate::actors::{Job, ManagerError, ModelSpec};
+use super::{Backend, ChildPid, WorkerExit};
+use crate::actors::{HandlerFactory, Job, ManagerError};
 use crate::handlers::LoadedModel;
 use crate::request::Prediction;
 
@@ -34,7 +35,9 @@ fn cores() -> usize {
 
 pub struct NativeBackend {
     name: String,
-    spec: Arc<ModelSpec>,
+    serialized_file: PathBuf,
+    handler: HandlerFactory,
+    model_dir: PathBuf,
     device: Device,
     model: Option<LoadedModel>,
     /// The intra-op thread count set on this thread.
@@ -60,10 +63,12 @@ impl Drop for Counted {
 }
 
 impl NativeBackend {
-    pub fn new(name: String, spec: Arc<ModelSpec>, device: Device) -> Self {
+    pub fn new(name: String, serialized_file: PathBuf, handler: HandlerFactory, model_dir: PathBuf, device: Device) -> Self {
         Self {
             name,
-            spec,
+            serialized_file,
+            handler,
+            model_dir,
             device,
             model: None,
             threads: 0,
@@ -83,7 +88,7 @@ impl NativeBackend {
 }
 
 impl Backend for NativeBackend {
-    fn load(&mut self) -> Result<(), WorkerExit> {
+    fn load(&mut self, _in_process: &ChildPid) -> Result<(), WorkerExit> {
         self._counted = Some(Counted::new());
         // No autograd bookkeeping on this thread, ever.
         self._no_grad = Some(tch::no_grad_guard());
@@ -95,8 +100,8 @@ impl Backend for NativeBackend {
         }
         self.share_cores();
         let started = Instant::now();
-        let handler = self.spec.handler()?;
-        let model = LoadedModel::load(&self.spec.serialized_file, handler, self.device)
+        let handler = (self.handler)(&self.model_dir).map_err(WorkerExit::LoadFailed)?;
+        let model = LoadedModel::load(&self.serialized_file, handler, self.device)
             .map_err(WorkerExit::LoadFailed)?;
         log::info!("{}: model loaded on {:?} in {:?}", self.name, self.device, started.elapsed());
         self.model = Some(model);

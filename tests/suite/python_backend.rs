@@ -1,0 +1,289 @@
+//! Archives only TorchServe's Python backend can serve (eager models, custom handlers, Python
+//! built-in handlers), made by torch-model-archiver and served through TorchServe's own
+//! `ts.model_service_worker`, which tserve starts and drives. Expected answers come from
+//! TorchServe's own handler code run in the fixture script, or from PyTorch.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_close, fixture, mlp_cases, repo_root, Reply, TestServer, FREE_PORTS};
+
+fn post_json(server: &TestServer, path: &str, body: &str) -> Reply {
+    Reply::from(ureq::post(&server.url(path)).set("Content-Type", "application/json").send_string(body))
+}
+
+fn post_text(server: &TestServer, path: &str, body: &str) -> Reply {
+    Reply::from(ureq::post(&server.url(path)).set("Content-Type", "text/plain").send_string(body))
+}
+
+fn describe_workers(server: &TestServer, model: &str) -> Vec<Value> {
+    server.manage("GET", &format!("/models/{model}")).json()[0]["workers"].as_array().unwrap().clone()
+}
+
+/// Waits until the KServe readiness of `model` says ready.
+fn wait_until_ready(server: &TestServer, model: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while server.manage("GET", &format!("/v1/models/{model}")).json()["ready"] != json!(true) {
+        assert!(Instant::now() < deadline, "{model} ready again:\n{}", server.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_custom_class_handler_answers_as_the_native_path_does() {
+    let server = TestServer::start(&["py_mlp.mar", "mlp.mar"], "");
+    for (input, expected) in mlp_cases().iter().take(4) {
+        let python = post_json(&server, "/predictions/py_mlp", &input.to_string());
+        assert_eq!(python.status, 200, "{}", python.body);
+        assert_close(&python.json(), expected, 1e-5);
+        let native = server.post("/predictions/mlp", input.to_string().as_bytes());
+        assert_close(&native.json(), &python.json(), 1e-5);
+    }
+    // Each Python worker is its own process, with its own pid and memory.
+    let server_pid = server.pid();
+    let python = &describe_workers(&server, "py_mlp")[0];
+    assert_ne!(python["pid"], json!(server_pid));
+    assert!(python["memoryUsage"].as_u64().unwrap() > 10 << 20, "{python}");
+    assert_eq!(python["status"], "READY");
+    assert_eq!(describe_workers(&server, "mlp")[0]["pid"], json!(server_pid), "native workers are in-process");
+    // Its output is in the log under the worker's name.
+    let output = server.output_when(|o| o.contains("-stdout - Torch worker started."));
+    assert!(output.contains("W-") && output.contains("py_mlp_1.0-stdout - Torch worker started."), "{output}");
+}
+
+#[test]
+fn function_handlers_see_what_torchserve_gives_them() {
+    let server = TestServer::start(&["py_function.mar", "py_shout.mar"], "");
+    let reply = Reply::from(
+        ureq::post(&server.url("/predictions/py_function"))
+            .set("Content-Type", "text/plain")
+            .set("x-probe", "hello")
+            .send_string("some text"),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = reply.json();
+    assert_eq!(seen["input"], "some text", "text/* reaches the handler decoded");
+    assert_eq!(seen["batch_size"], 1);
+    assert_eq!(seen["gpu_id"], Value::Null, "on the CPU");
+    assert_eq!(seen["batch_setting"], 1);
+    assert_eq!(seen["probe_header"], "hello");
+    assert_eq!(seen["model_name"], "py_function");
+    assert_eq!(seen["request_id"].as_str(), reply.header("x-request-id"), "TorchServe's requestID is the response's id");
+    let model_dir = std::path::PathBuf::from(seen["model_dir"].as_str().unwrap());
+    assert!(model_dir.join("MAR-INF/MANIFEST.json").is_file(), "{model_dir:?}");
+    // JSON answers keep TorchServe's formatting: json.dumps(indent=2), no content type set.
+    assert!(reply.body.starts_with("{\n  \"input\": \"some text\",\n"), "{}", reply.body);
+    assert_eq!(reply.header("content-type"), None);
+    // A JSON body reaches the handler decoded too.
+    assert_eq!(post_json(&server, "/predictions/py_function", "[1, 2]").json()["input"], json!([1, 2]));
+
+    // `function_handler:shout`: a named function; a str answer is sent as its UTF-8 text.
+    let reply = post_text(&server, "/predictions/py_shout", "quiet");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "QUIET"));
+}
+
+#[test]
+fn a_batch_goes_to_the_python_worker_in_one_message() {
+    // batchSize 4, maxBatchDelay 1000 ms, one worker.
+    let server = TestServer::launch(&["py_function_batched.mar"], &["py_function_batched.mar"], "");
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || post_text(server, "/predictions/py_function_batched", &format!("request {i}")).json())
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["input"], format!("request {i}"), "each gets its own answer");
+        assert_eq!(answer["batch_size"], 4, "all four in one batch: {answers:?}");
+    }
+    let ids: BTreeSet<&str> = answers.iter().map(|a| a["request_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 4);
+}
+
+#[test]
+fn handler_failures_and_answers_in_other_shapes_get_torchserves_responses() {
+    let server = TestServer::start(&["py_behaviour.mar"], "");
+    let (kind, message) = post_text(&server, "/predictions/py_behaviour", "raise").error(503);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Prediction failed"));
+    let (kind, message) = post_text(&server, "/predictions/py_behaviour", "mismatch").error(503);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "number of batch response mismatched"));
+
+    let png = ureq::post(&server.url("/predictions/py_behaviour")).set("Content-Type", "text/plain").send_string("png").unwrap();
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut png.into_reader(), &mut bytes).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "the handler's bytes as they are: {bytes:?}");
+
+    let created = post_text(&server, "/predictions/py_behaviour", "created");
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("x-handler"), Some("behaviour"));
+    assert_eq!(created.json(), json!({"created": true}));
+    // The worker went on serving throughout.
+    assert_eq!(post_text(&server, "/predictions/py_behaviour", "hello").json()["echo"], "hello");
+}
+
+#[test]
+fn a_worker_process_that_dies_is_replaced_and_nothing_else_is_hurt() {
+    let server = TestServer::start(&["py_behaviour.mar", "mlp.mar"], "");
+    let first_pid = post_text(&server, "/predictions/py_behaviour", "hello").json()["pid"].clone();
+
+    let (kind, message) = post_text(&server, "/predictions/py_behaviour", "exit").error(500);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Worker died."));
+    let (input, expected) = &mlp_cases()[0];
+    assert_close(&server.post("/predictions/mlp", input.to_string().as_bytes()).json(), expected, 1e-5);
+    assert_eq!(server.get("/ping").status, 200, "a worker in its retry window is healthy");
+
+    wait_until_ready(&server, "py_behaviour", Duration::from_secs(60));
+    let second_pid = post_text(&server, "/predictions/py_behaviour", "hello").json()["pid"].clone();
+    assert_ne!(first_pid, second_pid, "a new process");
+
+    // Killed by SIGKILL, as the OOM killer does: TorchServe's 507.
+    let (kind, message) = post_text(&server, "/predictions/py_behaviour", "kill").error(507);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Worker died."));
+    wait_until_ready(&server, "py_behaviour", Duration::from_secs(60));
+    assert_eq!(post_text(&server, "/predictions/py_behaviour", "hello").status, 200);
+    let output = server.output_when(|o| o.matches("Retry worker: W-").count() >= 2);
+    assert!(output.matches("Retry worker: W-").count() >= 2, "{output}");
+}
+
+#[test]
+fn a_hung_python_worker_is_killed_at_the_response_timeout() {
+    let server = TestServer::start(&["py_behaviour.mar"], "default_response_timeout=2");
+    let (kind, message) = post_text(&server, "/predictions/py_behaviour", "sleep 60").error(500);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Worker died."));
+    wait_until_ready(&server, "py_behaviour", Duration::from_secs(60));
+    assert_eq!(post_text(&server, "/predictions/py_behaviour", "hello").status, 200);
+}
+
+/// TorchServe's quick start, as its README has it, with an eager DenseNet-161 made locally.
+#[test]
+fn the_torchserve_quick_start_with_an_eager_densenet161() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("model_store");
+    std::fs::create_dir(&store).unwrap();
+    let archiver = repo_root().join(".venv/bin/torch-model-archiver");
+    let status = Command::new(archiver)
+        .current_dir(fixture("quickstart"))
+        .args(["--model-name", "densenet161", "--version", "1.0", "--model-file", "model.py"])
+        .args(["--serialized-file", "densenet161-8d451a50.pth", "--extra-files", "index_to_name.json"])
+        .args(["--handler", "image_classifier", "--export-path"])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The same weights as TorchScript, served natively, for comparison.
+    let archive = env!("CARGO_BIN_EXE_tserve-archiver");
+    let status = Command::new(archive)
+        .current_dir(fixture(""))
+        .args(["--model-name", "densenet161_scripted", "--version", "1.0", "--serialized-file", "densenet161.pt"])
+        .args(["--extra-files", "index_to_name.json", "--handler", "image_classifier", "--export-path"])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(dir.path().join("config.properties"), format!("{FREE_PORTS}default_workers_per_model=1\n")).unwrap();
+    let args: Vec<String> = ["--start", "--foreground", "--ncs", "--model-store", "model_store", "--models", "densenet161.mar", "densenet161_scripted.mar"]
+        .map(String::from)
+        .to_vec();
+    let server = TestServer::spawn_in(dir.path(), &args).unwrap();
+
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let reply = server.post("/predictions/densenet161", &photo);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let ours = reply.json();
+    let theirs: Value = serde_json::from_str(&std::fs::read_to_string(fixture("densenet161_expected.json")).unwrap()).unwrap();
+    let (ours, theirs) = (ours.as_object().unwrap(), theirs.as_object().unwrap());
+    assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "the same 5 labels, in order");
+    for (label, probability) in theirs {
+        let diff = (ours[label].as_f64().unwrap() - probability.as_f64().unwrap()).abs();
+        assert!(diff <= 1e-4, "{label}: {} vs TorchServe's {probability}", ours[label]);
+    }
+    // The TorchScript model on the native path agrees within its pre-processing's tolerance.
+    let native = server.post("/predictions/densenet161_scripted", &photo).json();
+    let native = native.as_object().unwrap();
+    let shared = native.keys().filter(|label| ours.contains_key(*label)).count();
+    assert!(shared >= 4, "{native:?} vs {ours:?}");
+    for (label, probability) in native.iter().filter(|(label, _)| ours.contains_key(*label)) {
+        assert!((probability.as_f64().unwrap() - ours[label].as_f64().unwrap()).abs() < 1e-3, "{label}");
+    }
+}
+
+#[test]
+fn image_segmenter_a_python_built_in_handler_answers_as_torchserve() {
+    let server = TestServer::start(&["py_segmenter.mar"], "");
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let reply = server.post("/predictions/py_segmenter", &photo);
+    assert_eq!(reply.status, 200, "{}", reply.body.chars().take(300).collect::<String>());
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("segmenter_expected.json")).unwrap()).unwrap();
+    let answer = reply.json();
+    assert_eq!(answer.as_array().unwrap().len(), 224);
+    assert_close(&answer, &expected, 1e-4);
+}
+
+#[test]
+fn a_native_model_can_be_switched_to_the_python_backend() {
+    // resnet18_python: resnet18.pt with image_classifier and `tserve: {backend: python}`.
+    let server = TestServer::start(&["resnet18_python.mar"], "");
+    assert_ne!(describe_workers(&server, "resnet18_python")[0]["pid"], json!(server.pid()));
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("resnet18_expected.json")).unwrap()).unwrap();
+    let reply = server.post("/predictions/resnet18_python", &std::fs::read(fixture("images/photo.jpg")).unwrap());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (ours, theirs) = (reply.json(), expected["photo.jpg"].clone());
+    assert_eq!(
+        ours.as_object().unwrap().keys().collect::<Vec<_>>(),
+        theirs.as_object().unwrap().keys().collect::<Vec<_>>(),
+        "TorchServe's own pre-processing: the same labels in the same order"
+    );
+    for (label, probability) in theirs.as_object().unwrap() {
+        assert!((ours[label].as_f64().unwrap() - probability.as_f64().unwrap()).abs() <= 1e-4, "{label}");
+    }
+}
+
+#[test]
+fn requirements_are_installed_per_model_when_asked() {
+    let config = "enable_model_api=true\ninstall_py_dep_per_model=true";
+    let server = TestServer::launch(&["py_dependency.mar", "py_dependency_broken.mar"], &[], config);
+    let reply = server.manage("POST", "/models?url=py_dependency.mar&initial_workers=1&synchronous=true");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(post_text(&server, "/predictions/py_dependency", "x").json(), json!({"tinydep": 42}));
+    let (kind, message) = server.manage("POST", "/models?url=py_dependency_broken.mar&initial_workers=1").error(400);
+    assert_eq!(kind, "InvalidModelException");
+    assert_eq!(message, "Custom pip package installation failed for model py_dependency_broken");
+    assert_eq!(server.manage("GET", "/models/py_dependency_broken").status, 404);
+
+    // Without install_py_dep_per_model the handler cannot import its dependency: the workers
+    // fail to start, and the model is unregistered again, as in TorchServe.
+    let server = TestServer::launch(&["py_dependency.mar"], &[], "enable_model_api=true");
+    let (kind, message) = server.manage("POST", "/models?url=py_dependency.mar&initial_workers=1&synchronous=true").error(500);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Failed to start workers for model py_dependency version: 1.0"));
+}
+
+#[test]
+fn a_handler_that_does_not_exist_gets_torchserves_responses() {
+    let server = TestServer::launch(&["py_function.mar"], &[], "enable_model_api=true");
+    // Accepted, as TorchServe accepts it; then its workers cannot load it.
+    let (kind, message) = server
+        .manage("POST", "/models?url=py_function.mar&handler=invalidHandler&initial_workers=1&synchronous=true")
+        .error(500);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Failed to start workers for model py_function version: 1.0"));
+    let reply = server.manage("POST", "/models?url=py_function.mar&handler=invalidHandler");
+    assert_eq!(reply.status, 200, "with no workers there is nothing to fail: {}", reply.body);
+    let output = server.output_when(|o| o.contains("invalidHandler"));
+    assert!(output.contains("invalidHandler"), "the worker's error is in the log:\n{output}");
+}
+
+#[test]
+fn a_missing_python_is_a_clear_error_at_registration() {
+    let server = TestServer::launch(&["py_function.mar", "mlp.mar"], &[], "enable_model_api=true\npython=/nonexistent/bin/python");
+    let (kind, message) = server.manage("POST", "/models?url=py_function.mar&initial_workers=1").error(500);
+    assert_eq!(kind, "InternalServerException");
+    assert!(message.contains("/nonexistent/bin/python") && message.contains("`python`"), "{message}");
+    // Native models do not need it.
+    assert_eq!(server.manage("POST", "/models?url=mlp.mar&initial_workers=1").status, 200);
+}
