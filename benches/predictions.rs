@@ -13,9 +13,13 @@
 //!   `batchSize` 8 and `maxBatchDelay` 5 ms at concurrency 16 next to raw batch-8 forward.
 //! - **First request**: a model's first prediction after it loads, next to the median of the
 //!   20 after it.
+//! - **Python handler**: the same MLP through a custom Python handler archive (TorchServe's
+//!   backend driven by tserve), at the MLP's concurrencies, next to TorchServe 0.12.0 itself
+//!   serving the very same archive with the same worker count (the venv's `torchserve`, which
+//!   needs a Java runtime; the row is skipped without one).
 //!
 //! Settings (environment): BENCH_SECONDS (per run, default 10), BENCH_CONCURRENCY (MLP, default
-//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first").
+//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python").
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
@@ -44,7 +48,7 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
         .collect();
-    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first");
+    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python");
     let wanted = |row: &str| rows.split(',').any(|r| r == row);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mlp_body = fixture("mlp_bench_input.json");
@@ -88,6 +92,27 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         let run = wrk(&server.url("/predictions/resnet18"), &jpeg, "image/jpeg", 16, seconds);
         let label = format!("/predictions, {workers} workers, batch 8, delay 5 ms");
         run.print("ResNet-18", &label, 16, Some(run.requests_per_second / raw));
+    }
+    if wanted("python") {
+        let label = format!("/predictions, Python handler, {workers} workers");
+        {
+            let server = TestServer::start_with(&["py_mlp_bench.mar"], "job_queue_size=1000");
+            let url = server.url("/predictions/py_mlp_bench");
+            for &clients in &concurrencies {
+                let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
+                run.print("MLP, tserve", &label, clients, ceiling.map(|c| run.requests_per_second / c));
+            }
+        }
+        match torchserve::TorchServe::start("py_mlp_bench.mar", workers) {
+            Ok(torchserve) => {
+                let url = torchserve.url("/predictions/py_mlp_bench");
+                for &clients in &concurrencies {
+                    let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
+                    run.print("MLP, TorchServe 0.12.0", &label, clients, ceiling.map(|c| run.requests_per_second / c));
+                }
+            }
+            Err(e) => eprintln!("TorchServe row skipped: {e}"),
+        }
     }
     if wanted("first") {
         first_request("MLP", "mlp_bench.mar", "/predictions/mlp_bench", &std::fs::read(&mlp_body).unwrap());
@@ -237,6 +262,82 @@ fn parse_wrk(output: &str) -> WrkRun {
         p50_ms: millis(field("50%")),
         p99_ms: millis(field("99%")),
         errors: count("Non-2xx or 3xx responses:") + socket_errors,
+    }
+}
+
+/// TorchServe 0.12.0 itself, from the project's venv, serving an archive from the fixtures.
+mod torchserve {
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::helpers::{fixture, repo_root};
+
+    pub struct TorchServe {
+        child: Child,
+        dir: tempfile::TempDir,
+        port: u16,
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    impl TorchServe {
+        pub fn start(archive: &str, workers: usize) -> Result<Self, String> {
+            let launcher = repo_root().join(".venv/bin/torchserve");
+            if Command::new("java").arg("-version").output().is_err() {
+                return Err("no Java runtime (apt-get install openjdk-17-jre-headless)".into());
+            }
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let store = dir.path().join("model_store");
+            std::fs::create_dir(&store).map_err(|e| e.to_string())?;
+            std::fs::copy(fixture(archive), store.join(archive)).map_err(|e| e.to_string())?;
+            let (port, management, metrics) = (free_port(), free_port(), free_port());
+            let config = format!(
+                "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:{management}\n\
+                 metrics_address=http://127.0.0.1:{metrics}\ndefault_workers_per_model={workers}\n\
+                 job_queue_size=1000\ndisable_token_authorization=true\n"
+            );
+            std::fs::write(dir.path().join("config.properties"), config).map_err(|e| e.to_string())?;
+            let child = Command::new(&launcher)
+                .current_dir(dir.path())
+                .env("TMPDIR", dir.path())
+                .args(["--start", "--foreground", "--ncs", "--disable-token-auth", "--model-store"])
+                .arg(&store)
+                .args(["--ts-config", "config.properties", "--models", archive])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", launcher.display()))?;
+            let server = Self { child, dir, port };
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while Instant::now() < deadline {
+                let ready = ureq::get(&server.url("/ping")).call().ok().map(|r| r.status()) == Some(200);
+                if ready {
+                    return Ok(server);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err("TorchServe did not become healthy within 180 s".into())
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("http://127.0.0.1:{}{path}", self.port)
+        }
+    }
+
+    impl Drop for TorchServe {
+        fn drop(&mut self) {
+            let launcher: PathBuf = repo_root().join(".venv/bin/torchserve");
+            let _ = Command::new(launcher)
+                .arg("--stop")
+                .current_dir(self.dir.path())
+                .env("TMPDIR", self.dir.path())
+                .output();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
