@@ -67,6 +67,7 @@ impl Args {
             models: self.models.clone(),
             enable_model_api: self.enable_model_api,
             no_config_snapshots: self.no_config_snapshots,
+            log_config: self.log_config.clone(),
         }
     }
 }

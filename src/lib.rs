@@ -23,6 +23,8 @@ mod error;
 pub mod handlers;
 mod http;
 pub mod launcher;
+pub mod logging;
+pub mod metrics;
 pub mod request;
 mod server;
 mod service;

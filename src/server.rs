@@ -7,15 +7,61 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, ConfigSource};
+use crate::logging::{self, LogConfig};
+use crate::metrics::definitions::MetricsConfig;
+use crate::metrics::{Metrics, MetricsSettings};
 use crate::service::Models;
 use crate::snapshot::{SnapshotKind, SnapshotWriter};
 
 /// Runs the server on this thread until it is stopped (SIGTERM, SIGINT).
 pub fn run(config: Config) -> anyhow::Result<()> {
-    actix::System::new().block_on(serve(Arc::new(config)))
+    start_log_files(&config)?;
+    let metrics = start_metrics(&config)?;
+    actix::System::new().block_on(serve(Arc::new(config), metrics))
 }
 
-async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
+/// TorchServe's log files, where `--log-config` or `LOG_LOCATION`/`METRICS_LOCATION` say.
+fn start_log_files(config: &Config) -> anyhow::Result<()> {
+    let log_config = match &config.log_config {
+        Some(path) => {
+            let xml = std::fs::read_to_string(path).with_context(|| format!("cannot read --log-config {}", path.display()))?;
+            let parsed = LogConfig::from_log4j2(&xml, &config.log_location, &config.metrics_location)
+                .map_err(|e| anyhow::anyhow!("cannot use --log-config {}: {e}", path.display()))?;
+            log::info!(
+                "Log config {}: file names, sizes, rollover counts and levels are honoured; layouts \
+                 and other appenders are not (tserve writes TorchServe's patterns)",
+                path.display()
+            );
+            parsed
+        }
+        None => LogConfig::defaults(&config.log_location, &config.metrics_location),
+    };
+    logging::start_files(log_config).map_err(anyhow::Error::msg)
+}
+
+/// The metrics TorchServe's `metrics.yaml` (or `metrics_config`) defines, in `metrics_mode`, and
+/// the system metrics collector.
+fn start_metrics(config: &Config) -> anyhow::Result<Arc<Metrics>> {
+    let definitions = match &config.metrics_config {
+        Some(path) => {
+            let yaml = std::fs::read_to_string(path).with_context(|| format!("cannot read metrics_config {}", path.display()))?;
+            MetricsConfig::parse(&yaml).map_err(|e| anyhow::anyhow!("invalid metrics_config {}: {e}", path.display()))?
+        }
+        None => MetricsConfig::default_list(),
+    };
+    let metrics = Metrics::new(MetricsSettings {
+        mode: config.metrics_mode,
+        definitions,
+        auto_detect: config.model_metrics_auto_detect,
+        hostname: crate::metrics::hostname(),
+    });
+    if !config.disable_system_metrics {
+        crate::metrics::system::start(metrics.clone(), config.metric_time_interval);
+    }
+    Ok(metrics)
+}
+
+async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     match &config.source {
         ConfigSource::File(path) => log::info!("Config file: {}", path.display()),
         ConfigSource::Snapshot(path) => log::info!("Restoring config snapshot {}", path.display()),
@@ -33,7 +79,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
     let snapshots = config.snapshots.then(|| snapshot_writer(&config));
-    let models = Models::start(config.clone(), snapshots);
+    let models = Models::start(config.clone(), snapshots, metrics);
     match config.model_snapshot() {
         Some(json) => models.restore_snapshot(json).await?,
         None => models.load_startup_models().await,
@@ -51,7 +97,15 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
             );
         }
     }
-    let handles = [inference.server.handle(), management.server.handle()];
+    let metrics_listener = match config.enable_metrics_api {
+        true => Some(
+            crate::http::bind_metrics(&models)
+                .with_context(|| format!("cannot listen on {}", config.metrics_address))?,
+        ),
+        false => None,
+    };
+    let mut handles = vec![inference.server.handle(), management.server.handle()];
+    handles.extend(metrics_listener.as_ref().map(|listener| listener.server.handle()));
     actix::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => log::info!("SIGTERM received: stopping"),
@@ -67,11 +121,22 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     for address in &management.addresses {
         println!("Management API bound to http://{address}");
     }
+    for address in metrics_listener.iter().flat_map(|listener| &listener.addresses) {
+        println!("Metrics API bound to http://{address}");
+    }
     models.snapshot(SnapshotKind::Startup).await?;
 
-    let (inference, management) = futures_util::future::join(inference.server, management.server).await;
+    let metrics_server = async {
+        match metrics_listener {
+            Some(listener) => listener.server.await,
+            None => Ok(()),
+        }
+    };
+    let (inference, management, metrics_served) =
+        futures_util::future::join3(inference.server, management.server, metrics_server).await;
     inference.context("inference server failed")?;
     management.context("management server failed")?;
+    metrics_served.context("metrics server failed")?;
     models.snapshot(SnapshotKind::Shutdown).await?;
     log::info!("tserve has stopped serving");
     Ok(())

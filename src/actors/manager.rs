@@ -101,6 +101,8 @@ impl ModelManager {
             name: name.clone(),
             queue: self.queue.clone(),
             events: ctx.address().recipient(),
+            metrics: self.spec.metrics.clone(),
+            reports_handler_time: matches!(self.spec.backend, BackendSpec::Native { .. }),
         };
         let device = self.spec.device_for(index);
         let spec = &self.spec;
@@ -121,6 +123,7 @@ impl ModelManager {
                     spec.settings.batch_size,
                     gpu,
                     python.clone(),
+                    spec.metrics.metrics().clone(),
                 );
                 WorkerHandle::spawn(start, backend)
             }

@@ -48,6 +48,8 @@ pub struct Job {
     pub reply: Reply,
     /// When the job was accepted: for queue-time logs and the client timeout.
     pub accepted_at: Instant,
+    /// The request named its model's version (TorchServe's metrics say `default` if not).
+    pub version_named: bool,
 }
 
 impl Job {
@@ -57,6 +59,7 @@ impl Job {
             request,
             reply: Reply(Arc::new(Mutex::new(Unanswered(Some(sender))))),
             accepted_at: Instant::now(),
+            version_named: false,
         };
         (job, answer)
     }

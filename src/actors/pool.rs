@@ -89,6 +89,8 @@ pub struct Departure<H> {
 pub struct ModelHealth {
     /// Workers with a loaded model.
     pub ready: usize,
+    /// Workers loading their model.
+    pub starting: usize,
     /// Workers that failed to load or died since the manager started.
     pub failures: usize,
     /// Workers the model should have.
@@ -269,6 +271,11 @@ impl<H> WorkerPool<H> {
                 .values()
                 .filter(|slot| slot.state == WorkerState::Ready)
                 .count(),
+            starting: self
+                .workers
+                .values()
+                .filter(|slot| matches!(slot.state, WorkerState::Loading { .. }))
+                .count(),
             failures: self.failures,
             min_workers: self.min_workers,
             given_up: self.backoff.exhausted(now) && self.restarts.is_empty(),
@@ -327,7 +334,7 @@ mod tests {
     #[test]
     fn workers_count_as_ready_once_loaded() {
         let (mut pool, t0) = pool(2);
-        assert_eq!(pool.health(t0), ModelHealth { ready: 0, failures: 0, min_workers: 2, given_up: false });
+        assert_eq!(pool.health(t0), ModelHealth { ready: 0, starting: 2, failures: 0, min_workers: 2, given_up: false });
         assert!(pool.loaded(9000));
         assert!(!pool.health(t0).is_ready());
         assert!(pool.health(t0).is_healthy(), "starting workers count as healthy");

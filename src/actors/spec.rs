@@ -8,6 +8,7 @@ use tch::Device;
 
 use super::queue::QueueSettings;
 use crate::archive::ModelArchive;
+use crate::metrics::ModelMetrics;
 use crate::handlers::{Handler, ModelError};
 use crate::settings::ModelSettings;
 
@@ -70,6 +71,8 @@ pub struct ModelSpec {
     pub model_dir: PathBuf,
     pub backend: BackendSpec,
     pub settings: ModelSettings,
+    /// Its metrics, resolved once.
+    pub metrics: Arc<ModelMetrics>,
     /// Keeps an unpacked archive on disk while the model is registered.
     pub archive: Option<Arc<ModelArchive>>,
 }
@@ -102,6 +105,7 @@ impl ModelSpec {
             model_dir,
             backend,
             settings,
+            metrics: ModelMetrics::detached(name, version),
             archive: None,
         }
     }

@@ -42,6 +42,8 @@ pub struct CliOverrides {
     pub enable_model_api: bool,
     /// `--ncs`: neither restore from nor write config snapshots.
     pub no_config_snapshots: bool,
+    /// `--log-config`: a log4j2 XML.
+    pub log_config: Option<PathBuf>,
 }
 
 /// Where the settings came from.
@@ -69,8 +71,27 @@ pub struct Config {
     pub enable_model_api: bool,
     /// URL patterns models may be registered from: full-match, case-insensitive regexes.
     pub allowed_urls: Vec<regex::Regex>,
-    /// `$LOG_LOCATION` (default `logs`): snapshots go to its `config` folder.
+    /// `$LOG_LOCATION` (default `logs`): the access, model and server logs, and snapshots in its
+    /// `config` folder.
     pub log_location: PathBuf,
+    /// `$METRICS_LOCATION` (default `logs`): the metrics logs.
+    pub metrics_location: PathBuf,
+    /// `--log-config`: a log4j2 XML whose file names, sizes and levels are honoured.
+    pub log_config: Option<PathBuf>,
+    /// Where the metrics API listens (`metrics_address`).
+    pub metrics_address: ListenAddress,
+    /// `enable_metrics_api` (default true): whether the metrics API listens at all.
+    pub enable_metrics_api: bool,
+    /// `metrics_mode`: `log` (default), `prometheus` or `legacy`.
+    pub metrics_mode: crate::metrics::Mode,
+    /// `metrics_config`: a metrics.yaml; TorchServe's default list without one.
+    pub metrics_config: Option<PathBuf>,
+    /// `model_metrics_auto_detect`: handler metrics outside the metrics.yaml are kept.
+    pub model_metrics_auto_detect: bool,
+    /// `disable_system_metrics`.
+    pub disable_system_metrics: bool,
+    /// `metric_time_interval`: seconds between system metric readings (default 60).
+    pub metric_time_interval: Duration,
     /// Whether config snapshots are written (off with `--ncs`).
     pub snapshots: bool,
     pub model_store: Option<PathBuf>,
@@ -172,6 +193,13 @@ const SUPPORTED_KEYS: &[&str] = &[
     "archive_max_bytes",
     "archive_max_entries",
     "python",
+    "metrics_address",
+    "enable_metrics_api",
+    "metrics_mode",
+    "metrics_config",
+    "model_metrics_auto_detect",
+    "disable_system_metrics",
+    "metric_time_interval",
     "install_py_dep_per_model",
     "decode_input_request",
     "limit_max_image_pixels",
@@ -181,7 +209,6 @@ const SUPPORTED_KEYS: &[&str] = &[
 /// Keys TorchServe knows that tserve accepts but does not act on yet: they are logged, so a
 /// TorchServe config file works unchanged and its owner learns what is not in effect.
 const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
-    "metrics_address",
     "grpc_inference_address",
     "grpc_management_address",
     "grpc_inference_port",
@@ -197,11 +224,6 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "cors_allowed_headers",
     "enable_envvars_config",
     "use_env_allowed_urls",
-    "enable_metrics_api",
-    "metrics_mode",
-    "metrics_config",
-    "model_metrics_auto_detect",
-    "disable_system_metrics",
     "system_metrics_cmd",
     "async_logging",
     "keystore",
@@ -225,7 +247,6 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "cpu_launcher_args",
     "use_native_io",
     "io_ratio",
-    "metric_time_interval",
     "debug",
     "model_server_home",
     "plugins_path",
@@ -245,6 +266,9 @@ impl Config {
         let mut config = Self::from_properties(&props, detected_gpus)?;
         config.source = source;
         config.log_location = log_location;
+        config.metrics_location =
+            std::env::var_os("METRICS_LOCATION").map_or_else(|| PathBuf::from("logs"), PathBuf::from);
+        config.log_config = cli.log_config.clone();
         config.snapshots = !cli.no_config_snapshots;
         if let Some(store) = &cli.model_store {
             config.model_store = Some(store.clone());
@@ -309,6 +333,22 @@ impl Config {
             enable_model_api: reader.boolean("enable_model_api"),
             allowed_urls,
             log_location: PathBuf::from("logs"),
+            metrics_location: PathBuf::from("logs"),
+            log_config: None,
+            metrics_address: reader.address("metrics_address", 8082, 8082)?,
+            enable_metrics_api: !props.get("enable_metrics_api").is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
+            metrics_mode: match props.get("metrics_mode") {
+                Some(mode) => crate::metrics::Mode::parse(mode).ok_or_else(|| ConfigError::InvalidValue {
+                    key: "metrics_mode".into(),
+                    value: mode.clone(),
+                    reason: "expected log, prometheus or legacy".into(),
+                })?,
+                None => crate::metrics::Mode::Log,
+            },
+            metrics_config: props.get("metrics_config").map(PathBuf::from),
+            model_metrics_auto_detect: reader.boolean("model_metrics_auto_detect"),
+            disable_system_metrics: reader.boolean("disable_system_metrics"),
+            metric_time_interval: Duration::from_secs(reader.parse::<u64>("metric_time_interval")?.unwrap_or(60).max(1)),
             snapshots: true,
             configured_workers_per_model,
             model_store: props.get("model_store").map(PathBuf::from),

@@ -1,10 +1,12 @@
 //! The HTTP side: actix-web listeners whose handlers parse requests into typed inputs and call
 //! the model service ([`crate::service::Models`]). Nothing here touches actors or libtorch.
 
+mod access;
 mod disconnect;
 mod error;
 mod inference;
 mod management;
+mod metrics;
 mod openapi;
 mod payload;
 mod trailing_slash;
@@ -15,12 +17,16 @@ use actix_web::{middleware, web, App, HttpServer};
 pub use error::ApiError;
 use payload::BodyLimits;
 
+use std::sync::Arc;
+
 use crate::config::{Config, ListenAddress};
+use crate::metrics::Metrics;
 use crate::service::Models;
 
 /// What every HTTP handler shares: cheap handles only.
 pub struct AppState {
     pub models: Models,
+    pub metrics: Arc<Metrics>,
     pub body_limits: BodyLimits,
     /// Whether register and unregister are allowed.
     pub enable_model_api: bool,
@@ -35,6 +41,7 @@ impl AppState {
         };
         let enable_model_api = config.enable_model_api;
         Self {
+            metrics: models.metrics().clone(),
             models,
             body_limits,
             enable_model_api,
@@ -59,6 +66,11 @@ pub fn bind_management(models: &Models) -> std::io::Result<Listener> {
     bind(models, &models.config().management_address, management::routes)
 }
 
+/// The metrics API: `/metrics`.
+pub fn bind_metrics(models: &Models) -> std::io::Result<Listener> {
+    bind(models, &models.config().metrics_address, metrics::routes)
+}
+
 /// The routes of one API, for a listener or an in-process test service.
 pub fn app(
     state: web::Data<AppState>,
@@ -78,6 +90,7 @@ pub fn app(
         .app_data(web::PayloadConfig::new(max_bytes))
         .wrap(torchserve_headers())
         .wrap(middleware::from_fn(error::with_request_id))
+        .wrap(middleware::from_fn(access::record))
         .wrap(middleware::from_fn(trailing_slash::trim))
         .configure(routes)
         .default_service(web::to(error::resource_not_found))

@@ -1,6 +1,25 @@
 //! The APIs' OpenAPI 3 descriptions, served on each listener's `OPTIONS /` and
 //! `/api-description`.
 
+pub const METRICS: &str = r##"{
+  "openapi": "3.0.1",
+  "info": {
+    "title": "tserve Metrics API",
+    "description": "TorchServe-compatible metrics API: Prometheus text format 0.0.4.",
+    "version": "0.1.0"
+  },
+  "paths": {
+    "/metrics": {
+      "get": {
+        "operationId": "metrics",
+        "parameters": [{"in": "query", "name": "name[]", "schema": {"type": "array", "items": {"type": "string"}}, "description": "Only these metric families"}],
+        "responses": {"200": {"description": "Prometheus text", "content": {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}}}
+      }
+    }
+  }
+}
+"##;
+
 pub const INFERENCE: &str = r##"{
   "openapi": "3.0.1",
   "info": {

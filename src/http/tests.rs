@@ -20,7 +20,12 @@ fn models(store: &std::path::Path) -> Models {
         ("model_store".to_string(), store.display().to_string()),
     ]);
     let config = Config::from_properties(&properties, 0).unwrap();
-    Models::start(Arc::new(config), None)
+    Models::start(Arc::new(config), None, crate::metrics::Metrics::new(crate::metrics::MetricsSettings {
+        mode: crate::metrics::Mode::Prometheus,
+        definitions: crate::metrics::definitions::MetricsConfig::default_list(),
+        auto_detect: false,
+        hostname: "test".into(),
+    }))
 }
 
 async fn call(

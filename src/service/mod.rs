@@ -19,6 +19,7 @@ use crate::actors::{
     TakeSnapshot, Unregister,
 };
 use crate::config::Config;
+use crate::metrics::{Metrics, ModelGauges, ModelMetrics};
 use crate::request::{InferenceRequest, Prediction};
 use crate::snapshot::{SnapshotKind, SnapshotWriter};
 
@@ -64,11 +65,12 @@ struct Inner {
     supervisor: Addr<Supervisor>,
     registry: SharedRegistry,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
 }
 
 impl Models {
     /// Starts the Supervisor on the current actix system.
-    pub fn start(config: Arc<Config>, snapshots: Option<SnapshotWriter>) -> Self {
+    pub fn start(config: Arc<Config>, snapshots: Option<SnapshotWriter>, metrics: Arc<Metrics>) -> Self {
         let registry = shared_registry();
         let supervisor = {
             let registry = registry.clone();
@@ -79,6 +81,7 @@ impl Models {
                 supervisor,
                 registry,
                 config,
+                metrics,
             }),
         }
     }
@@ -98,17 +101,47 @@ impl Models {
     /// at once), answered when a worker has run it. Dropping the future withdraws the job:
     /// a worker skips a job whose client has gone.
     pub async fn predict(&self, target: &Target, request: InferenceRequest) -> Result<Prediction, ServiceError> {
-        let answer = {
+        let version_named = target.version.is_some();
+        let (answer, metrics) = {
             let registry = self.inner.registry.load();
             let entry = registry.lookup(&target.model, target.version.as_deref())?;
-            let (job, answer) = Job::new(request);
-            entry.queue.submit(job, target.version.is_some())?;
-            answer
+            let (mut job, answer) = Job::new(request);
+            job.version_named = version_named;
+            entry.queue.submit(job, version_named)?;
+            (answer, entry.spec.metrics.clone())
         };
+        let mut pending = Pending::new(metrics, version_named);
         // Bounded by construction: the manager answers every job it accepted, with `Worker
         // died.` once its batch overruns the response timeout, or an error if it expires or the
-        // model loses its workers; a reply dropped unanswered reads as `Worker died.` too.
-        Ok(answer.await.map_err(|_| ManagerError::WorkerDied)??)
+        // model loses its workers; a job dropped unanswered answers `Worker died.` too.
+        let answer = answer.await.map_err(|_| ManagerError::WorkerDied)?;
+        pending.answered();
+        Ok(answer?)
+    }
+
+    /// The Prometheus page (`GET /metrics`), with the live gauges of every model version.
+    pub fn metrics_page(&self, names: &[String]) -> String {
+        let registry = self.inner.registry.load();
+        let gauges: Vec<ModelGauges> = registry
+            .entries()
+            .map(|entry| {
+                let health = *entry.health.borrow();
+                ModelGauges {
+                    model: entry.spec.name.clone(),
+                    version: entry.spec.version.clone(),
+                    queue_depth: entry.queue.depth().0,
+                    in_flight: entry.spec.metrics.in_flight(),
+                    workers_ready: health.ready,
+                    workers_starting: health.starting,
+                    workers_failed: health.min_workers.saturating_sub(health.ready + health.starting),
+                }
+            })
+            .collect();
+        self.inner.metrics.render(names, &gauges)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// Healthy while every model version has at least its minimum of ready workers.
@@ -230,6 +263,40 @@ impl Models {
                 "no answer within {}s",
                 CONTROL_DEADLINE.as_secs()
             ))),
+        }
+    }
+}
+
+/// A prediction accepted and not yet answered: its metrics are settled when it is answered, or
+/// when its client goes away first (the future is dropped).
+struct Pending {
+    metrics: Arc<ModelMetrics>,
+    version_named: bool,
+    accepted: std::time::Instant,
+    answered: bool,
+}
+
+impl Pending {
+    fn new(metrics: Arc<ModelMetrics>, version_named: bool) -> Self {
+        metrics.accepted(version_named);
+        Self {
+            metrics,
+            version_named,
+            accepted: std::time::Instant::now(),
+            answered: false,
+        }
+    }
+
+    fn answered(&mut self) {
+        self.answered = true;
+        self.metrics.answered(self.version_named, self.accepted.elapsed());
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.metrics.abandoned();
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::actors::{BackendSpec, HandlerFactory, ModelOrigin, ModelSpec, PythonS
 use crate::archive::{fetch_into_store, ModelArchive, ModelConfig, Runtime};
 use crate::config::Config;
 use crate::handlers::{self, HandlerKind};
+use crate::metrics::Metrics;
 use crate::settings::{ModelSettings, Overrides};
 
 /// A model version to register.
@@ -51,9 +52,10 @@ impl Models {
     pub async fn register(&self, request: RegisterRequest) -> Result<Registered, ServiceError> {
         let config = self.inner.config.clone();
         let store = config.model_store.clone().ok_or(ServiceError::NoModelStore)?;
+        let metrics = self.inner.metrics.clone();
         let (synchronous, make_default, snapshot) = (request.synchronous, request.make_default, request.snapshot);
         // Downloading, unpacking and reading the archive's files block: off the async threads.
-        let spec = tokio::task::spawn_blocking(move || build_spec(&store, request, &config))
+        let spec = tokio::task::spawn_blocking(move || build_spec(&store, request, &config, &metrics))
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
         let downloaded = spec.origin.downloaded.clone();
@@ -99,7 +101,12 @@ impl Models {
 }
 
 /// Resolves, fetches and opens the archive and builds the model version's spec. Blocking.
-fn build_spec(store: &std::path::Path, request: RegisterRequest, config: &Config) -> Result<ModelSpec, ServiceError> {
+fn build_spec(
+    store: &std::path::Path,
+    request: RegisterRequest,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<ModelSpec, ServiceError> {
     let entry = fetch_into_store(store, &request.url, &config.allowed_urls)?;
     let origin = ModelOrigin {
         url: request.url.clone(),
@@ -109,7 +116,11 @@ fn build_spec(store: &std::path::Path, request: RegisterRequest, config: &Config
     };
     let spec = ModelArchive::open(store, &entry.name, config.archive_limits)
         .map_err(ServiceError::from)
-        .and_then(|archive| spec_from_archive(archive, &request, origin, config));
+        .and_then(|archive| spec_from_archive(archive, &request, origin, config))
+        .map(|mut spec| {
+            spec.metrics = metrics.for_model(&spec.name, &spec.version);
+            spec
+        });
     if spec.is_err() {
         remove_file(entry.downloaded.as_deref());
     }

@@ -46,8 +46,8 @@ pub struct TestServer {
 }
 
 /// Config lines that put both listeners on free ports.
-pub const FREE_PORTS: &str =
-    "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n";
+pub const FREE_PORTS: &str = "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
+     metrics_address=http://127.0.0.1:0\n";
 
 impl TestServer {
     /// Serves the fixture archives `models` with one worker each, plus `config` lines.
@@ -132,6 +132,22 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// The metrics API's base URL, from its bind line.
+    pub fn metrics_url(&self) -> String {
+        let output = self.output_when(|o| o.contains("Metrics API bound to "));
+        output
+            .lines()
+            .find_map(|line| line.strip_prefix("Metrics API bound to "))
+            .unwrap_or_else(|| panic!("no metrics listener:\n{output}"))
+            .trim()
+            .to_string()
+    }
+
+    /// The folder the server runs in (its logs are under `logs/`).
+    pub fn dir(&self) -> &Path {
+        self._dir.as_ref().map(|d| d.path()).unwrap_or_else(|| Path::new("."))
     }
 
     pub fn output(&self) -> String {

@@ -21,6 +21,7 @@ use super::model_queue::{ModelQueue, StopFlag};
 use super::pool::WorkerId;
 use super::{Job, Reply};
 use crate::handlers::ModelError;
+use crate::metrics::ModelMetrics;
 
 /// Why a worker is gone for good.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,9 @@ pub struct WorkerStart {
     pub name: String,
     pub queue: Arc<ModelQueue>,
     pub events: Recipient<WorkerEvent>,
+    pub metrics: Arc<ModelMetrics>,
+    /// Whether tserve runs the handler (and so reports `HandlerTime` and `PredictionTime`).
+    pub reports_handler_time: bool,
 }
 
 /// The manager's hold on a worker. Dropping it retires the worker.
@@ -179,20 +183,33 @@ fn serve(mut backend: impl Backend, start: WorkerStart, link: &WorkerLink) {
 
 /// Runs the worker until it is stopped (`None`) or fails (what to tell the manager).
 fn serve_batches(backend: &mut impl Backend, start: &WorkerStart, link: &WorkerLink) -> Option<WorkerEvent> {
+    let loading = Instant::now();
     match catch_unwind(AssertUnwindSafe(|| backend.load(&link.child))) {
-        Ok(Ok(())) => start.events.do_send(WorkerEvent::Loaded(start.id)),
+        Ok(Ok(())) => {
+            start.metrics.metrics().worker_loaded(&start.name, loading.elapsed());
+            start.events.do_send(WorkerEvent::Loaded(start.id));
+        }
         Ok(Err(exit)) => return Some(WorkerEvent::Died(start.id, exit)),
         Err(panic) => return Some(WorkerEvent::Died(start.id, panicked(panic.as_ref()))),
     }
     while let Some(jobs) = start.queue.take_batch(&link.stop) {
+        let taken = Instant::now();
+        for job in &jobs {
+            start.metrics.dequeued(job.version_named, taken.saturating_duration_since(job.accepted_at));
+        }
+        let size = jobs.len();
+        let request_ids = start.reports_handler_time.then(|| {
+            jobs.iter().map(|job| job.request.id.as_str()).collect::<Vec<_>>().join(",")
+        });
         *link.running() = Some(RunningBatch {
-            started: Instant::now(),
+            started: taken,
             replies: jobs.iter().map(|job| job.reply.clone()).collect(),
         });
         let outcome = catch_unwind(AssertUnwindSafe(|| backend.run(jobs)));
         // Dropping the replies here answers, as `Worker died.`, any job the batch left
         // unanswered (a panic drops its jobs half-way).
         *link.running() = None;
+        start.metrics.batch_ran(size, taken.elapsed(), request_ids.as_deref());
         let exit = match outcome {
             Ok(Ok(())) => continue,
             Ok(Err(exit)) => exit,

@@ -17,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use bytes::Bytes;
 use super::{Backend, ChildPid, WorkerExit};
 use crate::actors::{Job, ManagerError, PythonSpec};
 use crate::handlers::ModelError;
+use crate::metrics::Metrics;
 use crate::request::{Body, Prediction};
 
 /// How long the process may take, once started, to accept the connection.
@@ -39,6 +40,8 @@ pub struct PythonBackend {
     batch_size: usize,
     gpu: Option<usize>,
     spec: PythonSpec,
+    /// Where the metrics the handler prints go.
+    metrics: Arc<Metrics>,
     child: Option<Child>,
     connection: Option<Connection>,
 }
@@ -56,6 +59,7 @@ impl PythonBackend {
         batch_size: usize,
         gpu: Option<usize>,
         spec: PythonSpec,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             name,
@@ -64,6 +68,7 @@ impl PythonBackend {
             batch_size,
             gpu,
             spec,
+            metrics,
             child: None,
             connection: None,
         }
@@ -184,10 +189,10 @@ impl Backend for PythonBackend {
         child_pid.set(child.id());
         let (started_tx, started_rx) = mpsc::sync_channel(1);
         if let Some(stdout) = child.stdout.take() {
-            output::forward(stdout, format!("{}-stdout", self.name), output::Stream::Stdout, Some(started_tx));
+            output::forward(stdout, format!("{}-stdout", self.name), output::Stream::Stdout, Some(started_tx), self.metrics.clone());
         }
         if let Some(stderr) = child.stderr.take() {
-            output::forward(stderr, format!("{}-stderr", self.name), output::Stream::Stderr, None);
+            output::forward(stderr, format!("{}-stderr", self.name), output::Stream::Stderr, None, self.metrics.clone());
         }
         self.child = Some(child);
         // Returns once the start line is seen, or when stdout closes (the process has ended).

@@ -1,0 +1,43 @@
+//! TorchServe's log line patterns (its `log4j2.xml`): `%d{ISO8601} - %m%n` for the access and
+//! metrics logs, `%d{ISO8601} [%-5p] %t %c - %m%n` for the server and model logs. ISO8601 is
+//! log4j's, local time with a comma before the milliseconds: `2024-05-30T21:46:03,625`.
+
+use chrono::{DateTime, Local};
+
+/// log4j2's `%d{ISO8601}`.
+pub fn timestamp(time: DateTime<Local>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S,%3f").to_string()
+}
+
+/// `%d{ISO8601} - %m%n`.
+pub fn message_line(time: DateTime<Local>, message: &str) -> String {
+    format!("{} - {message}\n", timestamp(time))
+}
+
+/// `%d{ISO8601} [%-5p] %t %c - %m%n`: level padded to five, then thread and logger names.
+pub fn full_line(time: DateTime<Local>, level: log::Level, thread: &str, logger: &str, message: &str) -> String {
+    format!("{} [{:<5}] {thread} {logger} - {message}\n", timestamp(time), level.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Local> {
+        Local.with_ymd_and_hms(2024, 5, 30, 21, 46, 3).unwrap() + chrono::Duration::milliseconds(625)
+    }
+
+    #[test]
+    fn lines_read_as_torchserves() {
+        assert_eq!(
+            message_line(at(), "/127.0.0.1:53514 \"POST /models?url=x.mar HTTP/1.1\" 405 0"),
+            "2024-05-30T21:46:03,625 - /127.0.0.1:53514 \"POST /models?url=x.mar HTTP/1.1\" 405 0\n"
+        );
+        assert_eq!(
+            full_line(at(), log::Level::Info, "W-9000-mnist_1.0-stdout", "MODEL_LOG", "Torch worker started."),
+            "2024-05-30T21:46:03,625 [INFO ] W-9000-mnist_1.0-stdout MODEL_LOG - Torch worker started.\n"
+        );
+        assert!(full_line(at(), log::Level::Error, "t", "c", "m").contains("[ERROR] t c - m"));
+    }
+}
