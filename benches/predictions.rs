@@ -18,8 +18,13 @@
 //!   serving the very same archive with the same worker count (the venv's `torchserve`, which
 //!   needs a Java runtime; the row is skipped without one).
 //!
+//! - **Monitoring**: the MLP at concurrency 64 with TorchServe's monitoring as it ships (log files,
+//!   `metrics_mode=log`: an access line and metric lines per request), with `prometheus` mode,
+//!   and with monitoring off (a log4j2 config turning every logger off, no metrics API, no
+//!   system metrics), alternated three times so drift hits all alike.
+//!
 //! Settings (environment): BENCH_SECONDS (per run, default 10), BENCH_CONCURRENCY (MLP, default
-//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python").
+//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring").
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
@@ -41,14 +46,16 @@ fn main() {
         eprintln!("the benchmark drives load with wrk: install it (apt-get install wrk) and run again");
         std::process::exit(1);
     }
-    // The servers log at info: a debug line per batch would be measured too.
-    std::env::set_var("TSERVE_TEST_LOG", "info");
+    // The servers' consoles as tserve's default has them (INFO, without the per-request access,
+    // metrics and worker-output lines, which go to the log files): a console line per request
+    // would be measured too.
+    std::env::set_var("TSERVE_TEST_LOG", "info,ACCESS_LOG=warn,TS_METRICS=warn,MODEL_METRICS=warn,MODEL_LOG=warn");
     let seconds: u64 = env_or("BENCH_SECONDS", "10").parse().expect("BENCH_SECONDS");
     let concurrencies: Vec<usize> = env_or("BENCH_CONCURRENCY", "1,16,64")
         .split(',')
         .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
         .collect();
-    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python");
+    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring");
     let wanted = |row: &str| rows.split(',').any(|r| r == row);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mlp_body = fixture("mlp_bench_input.json");
@@ -114,6 +121,20 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
             Err(e) => eprintln!("TorchServe row skipped: {e}"),
         }
     }
+    if wanted("monitoring") {
+        let setups = [
+            ("monitoring as TorchServe ships it (log files, metrics_mode=log)", "", false),
+            ("metrics_mode=prometheus", "metrics_mode=prometheus\n", false),
+            ("monitoring off (log4j2 levels off, no metrics API)", "enable_metrics_api=false\ndisable_system_metrics=true\n", true),
+        ];
+        for round in 0..3 {
+            for (label, config, quiet) in setups {
+                let (server, _dir) = monitored_server(config, quiet);
+                let run = wrk(&server.url("/predictions/mlp_bench"), &mlp_body, "application/json", 64, seconds);
+                run.print(&format!("MLP, round {}", round + 1), label, 64, ceiling.map(|c| run.requests_per_second / c));
+            }
+        }
+    }
     if wanted("first") {
         first_request("MLP", "mlp_bench.mar", "/predictions/mlp_bench", &std::fs::read(&mlp_body).unwrap());
         first_request("ResNet-18", "resnet18.mar", "/predictions/resnet18", &std::fs::read(&jpeg).unwrap());
@@ -121,6 +142,28 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
 }
 
 const FLOAT: (tch::Kind, Device) = (tch::Kind::Float, Device::Cpu);
+
+/// A server of the bench MLP with `config`; `quiet` turns every log file off with a log4j2 config.
+fn monitored_server(config: &str, quiet: bool) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("model_store")).unwrap();
+    std::fs::copy(fixture("mlp_bench.mar"), dir.path().join("model_store/mlp_bench.mar")).unwrap();
+    std::fs::write(dir.path().join("config.properties"), format!("{}job_queue_size=1000\n{config}", helpers::FREE_PORTS)).unwrap();
+    let mut args: Vec<String> = "--foreground --ncs --ts-config config.properties --model-store model_store --models mlp_bench.mar"
+        .split(' ')
+        .map(String::from)
+        .collect();
+    if quiet {
+        let loggers = ["ACCESS_LOG", "MODEL_LOG", "MODEL_METRICS", "TS_METRICS", "org.pytorch.serve"]
+            .map(|name| format!("<Logger name=\"{name}\" level=\"off\"/>"))
+            .join("");
+        let xml = format!("<Configuration><Loggers>{loggers}<Root level=\"off\"/></Loggers></Configuration>");
+        std::fs::write(dir.path().join("quiet.xml"), xml).unwrap();
+        args.extend(["--log-config".to_string(), "quiet.xml".to_string()]);
+    }
+    let server = TestServer::spawn_in(dir.path(), &args).unwrap();
+    (server, dir)
+}
 
 fn print_raw(row: &str, label: &str, rate: f64) {
     println!("| {row} | {label} | - | {rate:.0} | - | - | - | - |");

@@ -11,12 +11,28 @@ pub fn timestamp(time: DateTime<Local>) -> String {
 
 /// `%d{ISO8601} - %m%n`.
 pub fn message_line(time: DateTime<Local>, message: &str) -> String {
-    format!("{} - {message}\n", timestamp(time))
+    let mut line = timestamp(time);
+    message_tail(&mut line, message);
+    line
+}
+
+/// What follows the time in `%d{ISO8601} - %m%n`.
+pub fn message_tail(out: &mut String, message: &str) {
+    out.push_str(" - ");
+    out.push_str(message);
+    out.push('\n');
 }
 
 /// `%d{ISO8601} [%-5p] %t %c - %m%n`: level padded to five, then thread and logger names.
 pub fn full_line(time: DateTime<Local>, level: log::Level, thread: &str, logger: &str, message: &str) -> String {
-    format!("{} [{:<5}] {thread} {logger} - {message}\n", timestamp(time), level.as_str())
+    let mut line = timestamp(time);
+    full_tail(&mut line, level, thread, logger, message);
+    line
+}
+
+/// What follows the time in `%d{ISO8601} [%-5p] %t %c - %m%n`.
+pub fn full_tail(out: &mut String, level: log::Level, thread: &str, logger: &str, message: &str) {
+    let _ = std::fmt::Write::write_fmt(out, format_args!(" [{:<5}] {thread} {logger} - {message}\n", level.as_str()));
 }
 
 #[cfg(test)]

@@ -16,12 +16,13 @@ pub mod appender;
 pub mod layout;
 pub mod log4j;
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-use appender::{Appender, Entry, LogFile};
+use appender::{Appender, Clock, Entry, LogFile};
 pub use log4j::LogConfig;
 
 /// The access log's target: one line per HTTP request.
@@ -106,7 +107,7 @@ pub fn init() {
 pub fn start_files(config: LogConfig) -> Result<(), String> {
     let specs = LogFile::ALL.map(|file| config.files[&file].clone());
     let levels = Levels(LogFile::ALL.map(|file| config.levels.get(&file).copied().unwrap_or(LevelFilter::Info)));
-    let appender = Appender::start(specs, Box::new(move |entry, write| route(entry, levels, write)))?;
+    let appender = Appender::start(specs, Box::new(move |entry, clock, write| route(entry, levels, clock, write)))?;
     if levels.of(LogFile::Ts) > log::max_level() {
         log::set_max_level(levels.of(LogFile::Ts));
     }
@@ -118,17 +119,22 @@ pub fn start_files(config: LogConfig) -> Result<(), String> {
 
 /// The lines an entry becomes: its own file's (if its target has one and its level passes),
 /// and ts_log.log's, since the root logger writes every record there too, as TorchServe's does.
-fn route(entry: &Entry, levels: Levels, write: &mut dyn FnMut(LogFile, String)) {
-    let full = || layout::full_line(entry.time, entry.level, &entry.thread, &entry.logger, &entry.message);
-    if let Some(file) = file_of(&entry.logger).filter(|f| entry.level <= levels.of(*f)) {
-        let line = match file {
-            LogFile::Model => full(),
-            _ => layout::message_line(entry.time, &entry.message),
-        };
-        write(file, line);
+fn route(entry: &Entry, levels: Levels, clock: &mut Clock, write: &mut dyn FnMut(LogFile, &mut dyn FnMut(&mut String))) {
+    let own = file_of(&entry.logger).filter(|f| entry.level <= levels.of(*f));
+    let full = |clock: &mut Clock, out: &mut String| {
+        clock.stamp(entry.time, out);
+        layout::full_tail(out, entry.level, &entry.thread, &entry.logger, &entry.message);
+    };
+    match own {
+        Some(LogFile::Model) => write(LogFile::Model, &mut |out| full(clock, out)),
+        Some(file) => write(file, &mut |out| {
+            clock.stamp(entry.time, out);
+            layout::message_tail(out, &entry.message);
+        }),
+        None => {}
     }
     if entry.level <= levels.of(LogFile::Ts) {
-        write(LogFile::Ts, full());
+        write(LogFile::Ts, &mut |out| full(clock, out));
     }
 }
 
@@ -142,12 +148,23 @@ impl FileSink {
         if !self.levels.wanted(record.target(), record.level()) {
             return;
         }
+        let logger = match record.target() {
+            ACCESS_LOG => Cow::Borrowed(ACCESS_LOG),
+            MODEL_LOG => Cow::Borrowed(MODEL_LOG),
+            MODEL_METRICS => Cow::Borrowed(MODEL_METRICS),
+            TS_METRICS => Cow::Borrowed(TS_METRICS),
+            other => Cow::Owned(other.to_string()),
+        };
+        let message = match record.args().as_str() {
+            Some(text) => text.to_string(),
+            None => record.args().to_string(),
+        };
         self.appender.append(Entry {
-            time: chrono::Local::now(),
+            time: std::time::SystemTime::now(),
             level: record.level(),
             thread: THREAD_NAME.with(Arc::clone),
-            logger: record.target().to_string(),
-            message: record.args().to_string(),
+            logger,
+            message,
         });
     }
 }

@@ -90,8 +90,15 @@ pub fn family(out: &mut String, family: &Family) {
 /// then `requestID:<ids>,` for backend metrics, then `timestamp:<epoch seconds>`. The last
 /// dimension is the hostname.
 pub fn log_line(name: &str, unit: &str, value: f64, dimensions: &[(&str, &str)], hostname: &str, request_id: Option<&str>, timestamp: i64) -> String {
-    let dims: Vec<String> = dimensions.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-    let mut line = format!("{name}.{unit}:{}|#{}|#hostname:{hostname},", java_double(value), dims.join(","));
+    let mut line = String::with_capacity(128);
+    let _ = write!(line, "{name}.{unit}:{}|#", java_double(value));
+    for (index, (key, value)) in dimensions.iter().enumerate() {
+        if index > 0 {
+            line.push(',');
+        }
+        let _ = write!(line, "{key}:{value}");
+    }
+    let _ = write!(line, "|#hostname:{hostname},");
     if let Some(ids) = request_id {
         let _ = write!(line, "requestID:{ids},");
     }

@@ -98,11 +98,18 @@ impl Metrics {
                 .collect()
         };
         let legacy = settings.mode == Mode::Legacy;
+        // Model metrics get the Hostname dimension added, as TorchServe's backend metrics do.
+        let mut definitions = settings.definitions;
+        for spec in &mut definitions.backend {
+            if !spec.dimensions.iter().any(|d| d == "Hostname") {
+                spec.dimensions.push("Hostname".into());
+            }
+        }
         let mut metrics = Self {
             mode: settings.mode,
             hostname: settings.hostname,
-            frontend: families(&settings.definitions.frontend, legacy),
-            backend: RwLock::new(families(&settings.definitions.backend, legacy)),
+            frontend: families(&definitions.frontend, legacy),
+            backend: RwLock::new(families(&definitions.backend, legacy)),
             auto_detect: settings.auto_detect,
             responses: [None, None, None],
             tserve: match settings.mode {
@@ -126,6 +133,13 @@ impl Metrics {
             Mode::Legacy => LEGACY_PROMETHEUS.contains(&name),
             Mode::Log => false,
         }
+    }
+
+    /// How readings of backend metric `name` are recorded, as [`Self::frontend_recorder`].
+    fn backend_recorder(&self, name: &str, values: &[&str]) -> Option<Recorder> {
+        let backend = self.backend.read().unwrap_or_else(PoisonError::into_inner);
+        let family = backend.iter().find(|f| f.spec.name == name)?;
+        Some(self.recorder(family, values))
     }
 
     /// How readings of frontend metric `name` with these dimension values (the hostname is
@@ -153,6 +167,10 @@ impl Metrics {
         match recorder {
             Recorder::Series(kind, series) => series.record(*kind, value),
             Recorder::Log { spec, dimensions } => {
+                // Formatting costs: only for a line that will be written.
+                if !log::log_enabled!(target: target, log::Level::Info) {
+                    return;
+                }
                 let dims: Vec<(&str, &str)> = dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let now = chrono::Local::now().timestamp();
                 let line = format::log_line(&spec.name, &spec.unit, value, &dims, &self.hostname, request_id, now);
@@ -231,10 +249,12 @@ impl Metrics {
         };
         Arc::new(ModelMetrics {
             metrics: self.clone(),
-            model: model.to_string(),
             requests: per_label("ts_inference_requests_total"),
             latency: per_label("ts_inference_latency_microseconds"),
             queue_latency: per_label("ts_queue_latency_microseconds"),
+            queue_time: self.frontend_recorder("QueueTime", &["Host"]),
+            handler_time: self.backend_recorder("HandlerTime", &[model, "Model"]),
+            prediction_time: self.backend_recorder("PredictionTime", &[model, "Model"]),
             tserve: self.tserve.as_ref().map(|t| t.for_model(model, version)),
             in_flight: AtomicI64::new(0),
         })
@@ -274,11 +294,13 @@ pub struct ModelGauges {
 /// a log record.
 pub struct ModelMetrics {
     metrics: Arc<Metrics>,
-    model: String,
     /// Indexed by whether the request named its version (TorchServe labels it `default` if not).
     requests: [Option<Recorder>; 2],
     latency: [Option<Recorder>; 2],
     queue_latency: [Option<Recorder>; 2],
+    queue_time: Option<Recorder>,
+    handler_time: Option<Recorder>,
+    prediction_time: Option<Recorder>,
     tserve: Option<TserveModel>,
     /// Requests accepted and not yet answered.
     in_flight: AtomicI64,
@@ -333,7 +355,9 @@ impl ModelMetrics {
     /// A job left the queue for a worker after waiting `waited`.
     pub fn dequeued(&self, version_named: bool, waited: Duration) {
         self.record(&self.queue_latency, version_named, micros(waited));
-        self.metrics.host_gauge("QueueTime", millis(waited));
+        if let Some(recorder) = &self.queue_time {
+            self.metrics.record(recorder, millis(waited), TS_METRICS, None);
+        }
         if let Some(tserve) = &self.tserve {
             tserve.queue.observe(waited.as_secs_f64());
         }
@@ -347,16 +371,9 @@ impl ModelMetrics {
             tserve.batch_size.observe(size as f64);
         }
         if let Some(request_ids) = handler_time {
-            for name in ["HandlerTime", "PredictionTime"] {
-                self.metrics.handler_metric(&HandlerMetric {
-                    name: name.into(),
-                    unit: "ms".into(),
-                    value: (millis(took) * 100.0).round() / 100.0,
-                    dimensions: vec![("ModelName".into(), self.model.clone()), ("Level".into(), "Model".into())],
-                    kind: Some(Kind::Gauge),
-                    hostname: self.metrics.hostname.clone(),
-                    request_id: Some(request_ids.to_string()),
-                });
+            let value = (millis(took) * 100.0).round() / 100.0;
+            for recorder in [&self.handler_time, &self.prediction_time].into_iter().flatten() {
+                self.metrics.record(recorder, value, MODEL_METRICS, Some(request_ids));
             }
         }
     }
@@ -480,12 +497,13 @@ mod tests {
     #[test]
     fn prometheus_mode_counts_responses_by_class() {
         let metrics = metrics(Mode::Prometheus);
-        for status in [200, 201, 404, 503, 302] {
+        for status in [200, 201, 503, 302] {
             metrics.response(status);
         }
         let page = metrics.render(&["Requests2XX".into(), "Requests5XX".into()], &[]);
         assert!(page.contains("Requests2XX{Level=\"Host\",Hostname=\"vm\",} 2.0\n"), "{page}");
         assert!(page.contains("Requests5XX{Level=\"Host\",Hostname=\"vm\",} 2.0\n"), "{page}");
+        assert!(!metrics.render(&[], &[]).contains("Requests4XX{"), "never counted: no series");
         assert!(!page.contains("Requests4XX"), "filtered out:\n{page}");
     }
 

@@ -3,7 +3,7 @@
 //! cumulative buckets; every update is an atomic operation, so callers that hold a series handle
 //! (as each model holds its own) take no lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::definitions::{Kind, MetricSpec};
@@ -41,12 +41,18 @@ pub struct Series {
     pub buckets: Vec<AtomicU64>,
     /// A histogram's observation count.
     pub count: AtomicU64,
+    /// Recorded at least once: only such series are shown, as simpleclient shows only the label
+    /// sets it has seen (series are made ahead of use, so requests need no lock).
+    pub touched: AtomicBool,
 }
 
 impl Series {
     /// Applies one reading as the family's kind wants: counters add, gauges set, histograms
     /// observe.
     pub fn record(&self, kind: Kind, value: f64) {
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
+        }
         match kind {
             Kind::Counter => self.value.add(value),
             Kind::Gauge => self.value.set(value),
@@ -102,13 +108,16 @@ impl Family {
             value: AtomicF64::default(),
             buckets,
             count: AtomicU64::new(0),
+            touched: AtomicBool::new(false),
         });
         all.push(series.clone());
         series
     }
 
+    /// The series recorded at least once.
     pub fn all_series(&self) -> Vec<Arc<Series>> {
-        self.series.read().unwrap_or_else(PoisonError::into_inner).clone()
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        series.iter().filter(|s| s.touched.load(Ordering::Relaxed)).cloned().collect()
     }
 }
 

@@ -10,6 +10,7 @@ mod hostile;
 mod launcher;
 mod management;
 mod model;
+mod monitoring;
 mod preprocessing;
 mod python_backend;
 mod resilience;
