@@ -68,6 +68,7 @@ impl Args {
             enable_model_api: self.enable_model_api,
             no_config_snapshots: self.no_config_snapshots,
             log_config: self.log_config.clone(),
+            disable_token_auth: self.disable_token_auth,
         }
     }
 }

@@ -12,6 +12,8 @@ pub enum Code {
     InvalidModel,
     /// A model URL whose download failed.
     DownloadFailed,
+    /// A missing, wrong or expired token.
+    InvalidKey,
     ModelNotFound,
     VersionNotFound,
     /// A path no route serves.
@@ -45,6 +47,7 @@ impl Code {
             Code::BadRequest => (400, "BadRequestException"),
             Code::InvalidModel => (400, "InvalidModelException"),
             Code::DownloadFailed => (400, "DownloadArchiveException"),
+            Code::InvalidKey => (400, "InvalidKeyException"),
             Code::ModelNotFound => (404, "ModelNotFoundException"),
             Code::VersionNotFound => (404, "ModelVersionNotFoundException"),
             Code::ResourceNotFound => (404, "ResourceNotFoundException"),

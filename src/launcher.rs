@@ -98,6 +98,8 @@ fn stop(running: Option<i32>, pid_file: &Path) -> ExitCode {
         Err(_) => println!("tserve already stopped."),
     }
     let _ = std::fs::remove_file(pid_file);
+    // As TorchServe's `--stop`: the keys go with the server.
+    let _ = std::fs::remove_file(crate::auth::KEY_FILE);
     ExitCode::SUCCESS
 }
 

@@ -16,6 +16,7 @@
 
 pub mod actors;
 mod archive;
+mod auth;
 pub mod archiver;
 pub mod cli;
 mod config;

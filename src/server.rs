@@ -1,12 +1,15 @@
 //! Starting a server: the actor system, the models of start-up (a snapshot's, or `--models`),
 //! the HTTP listeners, snapshots, and a graceful stop on SIGTERM/SIGINT.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::auth::Tokens;
 use crate::config::{Config, ConfigSource};
+use crate::http::Api;
 use crate::logging::{self, LogConfig};
 use crate::metrics::definitions::MetricsConfig;
 use crate::metrics::{Metrics, MetricsSettings};
@@ -85,27 +88,26 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
         None => models.load_startup_models().await,
     }
 
-    let inference = crate::http::bind_inference(&models)
-        .with_context(|| format!("cannot listen on {}", config.inference_address))?;
-    let management = crate::http::bind_management(&models)
-        .with_context(|| format!("cannot listen on {}", config.management_address))?;
-    for address in [&config.inference_address, &config.management_address] {
-        if !matches!(address.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
-            log::warn!(
-                "listening on {address}, beyond this machine: tserve has no token authorization \
-                 yet, so anyone who can reach this address can use it"
-            );
-        }
+    let leftovers = tokio::task::spawn_blocking(crate::archive::remove_leftovers).await.unwrap_or(0);
+    if leftovers > 0 {
+        log::info!("removed {leftovers} unpacked archives left by tserve processes that were killed");
     }
-    let metrics_listener = match config.enable_metrics_api {
-        true => Some(
-            crate::http::bind_metrics(&models)
-                .with_context(|| format!("cannot listen on {}", config.metrics_address))?,
-        ),
-        false => None,
+    let tokens = start_token_authorization(&config)?;
+    warn_about_exposure(&config);
+    // One listener for both APIs when their addresses are equal, as TorchServe does.
+    let shared = config.inference_address.same_listener(&config.management_address);
+    let apis: &[Api] = match (shared, config.enable_metrics_api) {
+        (true, true) => &[Api::Both, Api::Metrics],
+        (true, false) => &[Api::Both],
+        (false, true) => &[Api::Inference, Api::Management, Api::Metrics],
+        (false, false) => &[Api::Inference, Api::Management],
     };
-    let mut handles = vec![inference.server.handle(), management.server.handle()];
-    handles.extend(metrics_listener.as_ref().map(|listener| listener.server.handle()));
+    let mut listeners = Vec::with_capacity(apis.len());
+    for &api in apis {
+        let listener = crate::http::bind_api(&models, api, tokens.clone()).map_err(anyhow::Error::msg)?;
+        listeners.push((api, listener));
+    }
+    let handles: Vec<_> = listeners.iter().map(|(_, listener)| listener.server.handle()).collect();
     actix::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => log::info!("SIGTERM received: stopping"),
@@ -115,31 +117,66 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
         futures_util::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
     });
     // On stdout, whatever the log level: scripts and tests read the bound ports from it.
-    for address in &inference.addresses {
-        println!("Inference API bound to http://{address}");
-    }
-    for address in &management.addresses {
-        println!("Management API bound to http://{address}");
-    }
-    for address in metrics_listener.iter().flat_map(|listener| &listener.addresses) {
-        println!("Metrics API bound to http://{address}");
+    for (api, listener) in &listeners {
+        let names: &[&str] = match api {
+            Api::Inference => &["Inference"],
+            Api::Management => &["Management"],
+            Api::Both => &["Inference", "Management"],
+            Api::Metrics => &["Metrics"],
+        };
+        for name in names {
+            for address in &listener.addresses {
+                println!("{name} API bound to {}://{address}", listener.scheme);
+            }
+        }
     }
     models.snapshot(SnapshotKind::Startup).await?;
 
-    let metrics_server = async {
-        match metrics_listener {
-            Some(listener) => listener.server.await,
-            None => Ok(()),
-        }
-    };
-    let (inference, management, metrics_served) =
-        futures_util::future::join3(inference.server, management.server, metrics_server).await;
-    inference.context("inference server failed")?;
-    management.context("management server failed")?;
-    metrics_served.context("metrics server failed")?;
+    let served = futures_util::future::join_all(listeners.into_iter().map(|(_, listener)| listener.server)).await;
+    for outcome in served {
+        outcome.context("a listener failed")?;
+    }
     models.snapshot(SnapshotKind::Shutdown).await?;
     log::info!("tserve has stopped serving");
     Ok(())
+}
+
+/// Token authorization, unless it is turned off: the keys, written to `key_file.json` here.
+fn start_token_authorization(config: &Config) -> anyhow::Result<Option<Arc<Tokens>>> {
+    if config.disable_token_authorization {
+        return Ok(None);
+    }
+    let tokens = Tokens::start(Path::new("."), config.token_expiration).context("Token Authorization setup unsuccessful")?;
+    log::info!(
+        "\n######\ntserve enforces token authorization by default, as TorchServe 0.12 does.\n\
+         This requires the correct token to be provided when calling an API.\n\
+         Key file located at {}\n\
+         Send it as `Authorization: Bearer <key>`; turn it off with --disable-token-auth.\n######",
+        std::fs::canonicalize(tokens.file()).unwrap_or_else(|_| tokens.file().to_path_buf()).display()
+    );
+    Ok(Some(tokens))
+}
+
+/// TorchServe's warning about `allowed_urls`, and a louder one of tserve's own for a listener
+/// beyond this machine without token authorization.
+fn warn_about_exposure(config: &Config) {
+    if !config.properties.contains_key("allowed_urls") {
+        log::warn!(
+            "Your tserve instance can access any URL to load models. When deploying to production, \
+             make sure to limit the set of allowed_urls in config.properties (for example \
+             allowed_urls=https://models\\.example\\.com/.*)"
+        );
+    }
+    if config.disable_token_authorization {
+        for address in [&config.inference_address, &config.management_address] {
+            if !matches!(address.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+                log::warn!(
+                    "\n!!!!!!\nlistening on {address}, beyond this machine, with token authorization \
+                     OFF: anyone who can reach this address can run and register models.\n!!!!!!"
+                );
+            }
+        }
+    }
 }
 
 /// Snapshots carry the config as read plus what the command line decided.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, Supervised};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Supervised};
 use tokio::sync::watch;
 
 use super::model_queue::ModelQueue;
@@ -172,6 +172,10 @@ impl ModelManager {
     /// The periodic check: batches past `response_timeout`, loads past `startup_timeout`, and
     /// restarts that are due.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.shut_down {
+            // Restarted by its supervisor while something still addressed it: stop again.
+            return ctx.stop();
+        }
         let now = Instant::now();
         let response_timeout = self.spec.settings.response_timeout;
         let overruns: Vec<(WorkerId, Vec<super::Reply>)> = self
@@ -246,7 +250,7 @@ impl Actor for ModelManager {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        log::info!("{}: model manager stopped", self.spec.label());
+        log::debug!("{}: model manager stopped", self.spec.label());
     }
 }
 
@@ -254,7 +258,11 @@ impl Actor for ModelManager {
 /// queue are kept; `started` re-arms the periodic check.
 impl Supervised for ModelManager {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        log::warn!("{}: model manager restarting", self.spec.label());
+        // After an unregister the manager stops on purpose and may be restarted until nothing
+        // addresses it any more; only an unexpected stop is news.
+        if !self.shut_down {
+            log::warn!("{}: model manager restarting", self.spec.label());
+        }
     }
 }
 
@@ -305,11 +313,14 @@ impl Handler<ScaleWorkers> for ModelManager {
 impl Handler<Shutdown> for ModelManager {
     type Result = ();
 
-    fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         log::info!("{}: unregistered; retiring its workers", self.spec.label());
         self.shut_down = true;
         drop(self.pool.drain());
         self.settle();
+        // Stopped, so its spec (and the unpacked archive it keeps) goes as soon as nothing
+        // else addresses it; its periodic check would keep it alive for ever otherwise.
+        ctx.stop();
     }
 }
 

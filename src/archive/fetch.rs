@@ -9,8 +9,6 @@ use regex::Regex;
 
 use super::ArchiveError;
 
-/// Largest archive accepted from a URL.
-const MAX_DOWNLOAD_BYTES: u64 = 16 << 30;
 
 /// An archive's place in the model store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +19,9 @@ pub struct StoreEntry {
     pub downloaded: Option<PathBuf>,
 }
 
-/// Resolves `url` to an archive in `store`, downloading it when it is a URL. Blocking.
-pub fn fetch_into_store(store: &Path, url: &str, allowed: &[Regex]) -> Result<StoreEntry, ArchiveError> {
+/// Resolves `url` to an archive in `store`, downloading it when it is a URL (at most
+/// `max_bytes`, checked as the bytes arrive). Blocking.
+pub fn fetch_into_store(store: &Path, url: &str, allowed: &[Regex], max_bytes: u64) -> Result<StoreEntry, ArchiveError> {
     if url.is_empty() {
         return Err(ArchiveError::EmptyUrl);
     }
@@ -64,14 +63,14 @@ pub fn fetch_into_store(store: &Path, url: &str, allowed: &[Regex]) -> Result<St
     if target.exists() {
         return Err(ArchiveError::AlreadyExists(name));
     }
-    download(url, &target)?;
+    download(url, &target, max_bytes)?;
     Ok(StoreEntry {
         name,
         downloaded: Some(target),
     })
 }
 
-fn download(url: &str, target: &Path) -> Result<(), ArchiveError> {
+fn download(url: &str, target: &Path, max_bytes: u64) -> Result<(), ArchiveError> {
     let failed = |reason: String| ArchiveError::DownloadFailed {
         url: url.to_string(),
         reason,
@@ -98,10 +97,12 @@ fn download(url: &str, target: &Path) -> Result<(), ArchiveError> {
         .prefix(".download-")
         .tempfile_in(store)
         .map_err(|e| failed(e.to_string()))?;
-    let copied = std::io::copy(&mut (&mut source).take(MAX_DOWNLOAD_BYTES + 1), partial.as_file_mut())
+    // Stops one byte past the limit: a larger archive is refused, and the partial file (a
+    // temporary file) goes with the error.
+    let copied = std::io::copy(&mut (&mut source).take(max_bytes.saturating_add(1)), partial.as_file_mut())
         .map_err(|e| failed(e.to_string()))?;
-    if copied > MAX_DOWNLOAD_BYTES {
-        return Err(failed("archive larger than 16 GiB".into()));
+    if copied > max_bytes {
+        return Err(failed(format!("the archive is larger than archive_max_bytes ({max_bytes} bytes)")));
     }
     partial.as_file().sync_all().map_err(|e| failed(e.to_string()))?;
     partial.persist_noclobber(target).map_err(|e| {
@@ -126,12 +127,12 @@ mod tests {
     fn store_names_and_errors() {
         let store = tempfile::tempdir().unwrap();
         std::fs::write(store.path().join("a.mar"), b"x").unwrap();
-        let entry = fetch_into_store(store.path(), "a.mar", &default_allowed()).unwrap();
+        let entry = fetch_into_store(store.path(), "a.mar", &default_allowed(), u64::MAX).unwrap();
         assert_eq!(entry, StoreEntry { name: "a.mar".into(), downloaded: None });
-        assert!(matches!(fetch_into_store(store.path(), "b.mar", &default_allowed()), Err(ArchiveError::NotFound(_))));
-        assert!(matches!(fetch_into_store(store.path(), "", &default_allowed()), Err(ArchiveError::EmptyUrl)));
+        assert!(matches!(fetch_into_store(store.path(), "b.mar", &default_allowed(), u64::MAX), Err(ArchiveError::NotFound(_))));
+        assert!(matches!(fetch_into_store(store.path(), "", &default_allowed(), u64::MAX), Err(ArchiveError::EmptyUrl)));
         assert!(matches!(
-            fetch_into_store(store.path(), "../a.mar", &default_allowed()),
+            fetch_into_store(store.path(), "../a.mar", &default_allowed(), u64::MAX),
             Err(ArchiveError::PathEscapesStore(_))
         ));
     }
@@ -143,11 +144,11 @@ mod tests {
         let source = elsewhere.path().join("m.mar");
         std::fs::write(&source, b"archive").unwrap();
         let url = format!("file://{}", source.display());
-        let entry = fetch_into_store(store.path(), &url, &default_allowed()).unwrap();
+        let entry = fetch_into_store(store.path(), &url, &default_allowed(), u64::MAX).unwrap();
         assert_eq!(entry.name, "m.mar");
         assert_eq!(std::fs::read(store.path().join("m.mar")).unwrap(), b"archive");
         assert!(matches!(
-            fetch_into_store(store.path(), &url, &default_allowed()),
+            fetch_into_store(store.path(), &url, &default_allowed(), u64::MAX),
             Err(ArchiveError::AlreadyExists(_))
         ));
     }
@@ -156,7 +157,7 @@ mod tests {
     fn urls_must_be_allowed() {
         let store = tempfile::tempdir().unwrap();
         let only_local = vec![Regex::new("(?i)^(?:http://127\\.0\\.0\\.1.*)$").unwrap()];
-        let err = fetch_into_store(store.path(), "https://example.com/m.mar", &only_local).unwrap_err();
+        let err = fetch_into_store(store.path(), "https://example.com/m.mar", &only_local, u64::MAX).unwrap_err();
         assert_eq!(err.to_string(), "Given URL https://example.com/m.mar does not match any allowed URL(s)");
     }
 }

@@ -52,6 +52,10 @@ pub enum ArchiveError {
     InvalidModelConfig { path: PathBuf, message: String },
     #[error("unsupported archive {0}: tserve loads .mar files and unpacked model folders")]
     UnsupportedFormat(PathBuf),
+    /// A manifest naming a file outside its archive: refused without looking at the file, so
+    /// the answer says nothing about what exists elsewhere.
+    #[error("the manifest names {0:?}, which is not a file inside the archive")]
+    OutsideArchive(String),
 }
 
 impl ErrorCode for ArchiveError {
@@ -69,7 +73,8 @@ impl ErrorCode for ArchiveError {
             | ArchiveError::UnsafeEntry { .. }
             | ArchiveError::InvalidManifest { .. }
             | ArchiveError::InvalidModelConfig { .. }
-            | ArchiveError::UnsupportedFormat(_) => Code::InvalidModel,
+            | ArchiveError::UnsupportedFormat(_)
+            | ArchiveError::OutsideArchive(_) => Code::InvalidModel,
         }
     }
 }
@@ -127,13 +132,10 @@ impl ModelArchive {
             return Err(ArchiveError::NotFound(location.to_string()));
         }
         let packing = packing(location).ok_or_else(|| ArchiveError::UnsupportedFormat(path.clone()))?;
-        let unpacked = tempfile::Builder::new()
-            .prefix("tserve-model-")
-            .tempdir()
-            .map_err(|source| ArchiveError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let unpacked = unpack_dir().map_err(|source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        })?;
         match packing {
             Packing::Zip => extract::unzip(&path, unpacked.path(), limits)?,
             Packing::TarGz => extract::untar_gz(&path, unpacked.path(), limits)?,
@@ -149,10 +151,66 @@ impl ModelArchive {
     /// The archive's model-config YAML, if its manifest names one.
     pub fn model_config(&self) -> Result<ModelConfig, ArchiveError> {
         match &self.manifest.model.config_file {
-            Some(file) => ModelConfig::read(&self.dir.join(file)),
+            Some(file) => ModelConfig::read(&self.file(file)?),
             None => Ok(ModelConfig::default()),
         }
     }
+
+    /// A file the manifest names, which must be inside the archive: no absolute name, no `..`,
+    /// and (for a model folder, which may hold links) a resolved path still inside. The path may
+    /// not exist; whether it does is not looked at for a name that escapes.
+    pub fn file(&self, name: &str) -> Result<PathBuf, ArchiveError> {
+        let relative = Path::new(name);
+        let plain = !name.is_empty()
+            && relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if !plain {
+            return Err(ArchiveError::OutsideArchive(name.to_string()));
+        }
+        let path = self.dir.join(relative);
+        if let (Ok(resolved), Ok(root)) = (path.canonicalize(), self.dir.canonicalize()) {
+            if !resolved.starts_with(&root) {
+                return Err(ArchiveError::OutsideArchive(name.to_string()));
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// Unpacked archives live in `<tmp>/tserve-model-<pid>-<random>`, readable by this user only
+/// (the weights may be private); the pid lets a later start clean up after a killed process.
+const UNPACK_PREFIX: &str = "tserve-model-";
+
+fn unpack_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{UNPACK_PREFIX}{}-", std::process::id()))
+        .tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+/// Removes what killed tserve processes left in the temporary folder: unpacked archives and
+/// worker socket folders whose process is gone. Returns how many were removed.
+pub fn remove_leftovers() -> usize {
+    let temp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&temp) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(UNPACK_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .or_else(|| name.strip_prefix(".tserve-"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Where the model's files are: the folder itself, or (as TorchServe does for `.tar.gz`, whose

@@ -44,6 +44,8 @@ pub struct CliOverrides {
     pub no_config_snapshots: bool,
     /// `--log-config`: a log4j2 XML.
     pub log_config: Option<PathBuf>,
+    /// `--disable-token-auth`: can only turn token authorization off.
+    pub disable_token_auth: bool,
 }
 
 /// Where the settings came from.
@@ -132,6 +134,41 @@ pub struct Config {
     /// `service_envelope`: the request envelope Python handlers are wrapped in (`json`, `body`,
     /// `kserve`, `kservev2`), empty for none.
     pub service_envelope: String,
+    /// Token authorization is off (`disable_token_authorization`, `--disable-token-auth`).
+    pub disable_token_authorization: bool,
+    /// How long management and inference keys live (`token_expiration_min`, default 60).
+    pub token_expiration: Duration,
+    /// `cors_allowed_origin`, `cors_allowed_methods`, `cors_allowed_headers`: each, when set,
+    /// becomes its `Access-Control-Allow-*` header on every response.
+    pub cors: Cors,
+    /// What the `https://` listeners serve with.
+    pub tls: TlsSettings,
+    /// The most workers one model version may have (tserve's own `max_workers_per_model`):
+    /// a scale or registration asking for more is refused.
+    pub max_workers_per_model: usize,
+}
+
+/// TorchServe's CORS keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cors {
+    pub allowed_origin: Option<String>,
+    pub allowed_methods: Option<String>,
+    pub allowed_headers: Option<String>,
+}
+
+impl Cors {
+    pub fn enabled(&self) -> bool {
+        self.allowed_origin.is_some() || self.allowed_methods.is_some() || self.allowed_headers.is_some()
+    }
+}
+
+/// TorchServe's TLS keys: a PEM private key and certificate chain, or a keystore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub private_key_file: Option<PathBuf>,
+    pub certificate_file: Option<PathBuf>,
+    /// `keystore` (PKCS#12): refused with a way forward (see the README).
+    pub keystore: Option<PathBuf>,
 }
 
 /// One model version's entry in the `models=` JSON of config.properties (TorchServe's keys).
@@ -193,6 +230,19 @@ const SUPPORTED_KEYS: &[&str] = &[
     "archive_max_bytes",
     "archive_max_entries",
     "python",
+    "cors_allowed_origin",
+    "cors_allowed_methods",
+    "cors_allowed_headers",
+    "enable_envvars_config",
+    "use_env_allowed_urls",
+    "keystore",
+    "keystore_pass",
+    "keystore_type",
+    "private_key_file",
+    "certificate_file",
+    "disable_token_authorization",
+    "token_expiration_min",
+    "max_workers_per_model",
     "metrics_address",
     "enable_metrics_api",
     "metrics_mode",
@@ -219,20 +269,8 @@ const TORCHSERVE_KEYS_NOT_IN_EFFECT: &[&str] = &[
     "workflow_store",
     "max_response_size",
     "unregister_model_timeout",
-    "cors_allowed_origin",
-    "cors_allowed_methods",
-    "cors_allowed_headers",
-    "enable_envvars_config",
-    "use_env_allowed_urls",
     "system_metrics_cmd",
     "async_logging",
-    "keystore",
-    "keystore_pass",
-    "keystore_type",
-    "private_key_file",
-    "certificate_file",
-    "disable_token_authorization",
-    "token_expiration_min",
     "blacklist_env_vars",
     "default_service_handler",
     "prefer_direct_buffer",
@@ -259,10 +297,11 @@ impl Config {
     pub fn resolve(cli: &CliOverrides, detected_gpus: usize) -> Result<Self, ConfigError> {
         let log_location = log_location();
         let source = config_source(cli, &log_location)?;
-        let props = match &source {
+        let mut props = match &source {
             ConfigSource::File(path) | ConfigSource::Snapshot(path) => properties::read_file(path)?,
             ConfigSource::Defaults => BTreeMap::new(),
         };
+        apply_environment(&mut props, |name| std::env::var(name).ok());
         let mut config = Self::from_properties(&props, detected_gpus)?;
         config.source = source;
         config.log_location = log_location;
@@ -277,6 +316,7 @@ impl Config {
             config.load_models = split_model_list(&cli.models);
         }
         config.enable_model_api |= cli.enable_model_api;
+        config.disable_token_authorization |= cli.disable_token_auth;
         Ok(config)
     }
 
@@ -302,9 +342,10 @@ impl Config {
             _ if number_of_gpu > 0 => number_of_gpu,
             _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        // TorchServe's defaults: with no port, inference gets 80 and management 8081.
-        let inference_address = reader.address("inference_address", 80, 8080)?;
-        let management_address = reader.address("management_address", 8081, 8081)?;
+        // TorchServe's defaults: with no port, inference gets 80 (https 443), management 8081
+        // (8444), metrics 8082 (8445).
+        let inference_address = reader.address("inference_address", (80, 443), 8080)?;
+        let management_address = reader.address("management_address", (8081, 8444), 8081)?;
         let allowed_urls = props
             .get("allowed_urls")
             .map_or(DEFAULT_ALLOWED_URLS, String::as_str)
@@ -335,7 +376,7 @@ impl Config {
             log_location: PathBuf::from("logs"),
             metrics_location: PathBuf::from("logs"),
             log_config: None,
-            metrics_address: reader.address("metrics_address", 8082, 8082)?,
+            metrics_address: reader.address("metrics_address", (8082, 8445), 8082)?,
             enable_metrics_api: !props.get("enable_metrics_api").is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
             metrics_mode: match props.get("metrics_mode") {
                 Some(mode) => crate::metrics::Mode::parse(mode).ok_or_else(|| ConfigError::InvalidValue {
@@ -379,6 +420,23 @@ impl Config {
             decode_input_request: !props.get("decode_input_request").is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
             limit_max_image_pixels: !props.get("limit_max_image_pixels").is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
             service_envelope: props.get("service_envelope").cloned().unwrap_or_default(),
+            disable_token_authorization: reader.boolean("disable_token_authorization"),
+            token_expiration: Duration::from_secs_f64(
+                reader.parse::<f64>("token_expiration_min")?.unwrap_or(60.0).max(0.0) * 60.0,
+            ),
+            cors: Cors {
+                allowed_origin: props.get("cors_allowed_origin").cloned(),
+                allowed_methods: props.get("cors_allowed_methods").cloned(),
+                allowed_headers: props.get("cors_allowed_headers").cloned(),
+            },
+            tls: TlsSettings {
+                private_key_file: props.get("private_key_file").map(PathBuf::from),
+                certificate_file: props.get("certificate_file").map(PathBuf::from),
+                keystore: props.get("keystore").map(PathBuf::from),
+            },
+            max_workers_per_model: reader
+                .parse("max_workers_per_model")?
+                .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(1, |n| n.get()).max(4)),
             models: match props.get("models") {
                 Some(json) => serde_json::from_str(json).map_err(|e| ConfigError::InvalidValue {
                     key: "models".into(),
@@ -401,6 +459,28 @@ impl Config {
             } else {
                 log::warn!("unknown config key {key}; ignored");
             }
+        }
+    }
+}
+
+/// `enable_envvars_config=true`: each key can be set by the environment as `TS_<KEY>`
+/// (`TS_INFERENCE_ADDRESS`, `TS_DISABLE_TOKEN_AUTHORIZATION`, ...), and the environment wins, as
+/// in TorchServe; `TS_ALLOWED_URLS` only with `use_env_allowed_urls=true`, since a URL
+/// allow-list set from the environment is a way around the file.
+fn apply_environment(props: &mut BTreeMap<String, String>, lookup: impl Fn(&str) -> Option<String>) {
+    let enabled = |props: &BTreeMap<String, String>, key: &str| {
+        props.get(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    };
+    if !enabled(props, "enable_envvars_config") {
+        return;
+    }
+    let env_allowed_urls = enabled(props, "use_env_allowed_urls");
+    for key in SUPPORTED_KEYS.iter().chain(TORCHSERVE_KEYS_NOT_IN_EFFECT) {
+        if *key == "allowed_urls" && !env_allowed_urls {
+            continue;
+        }
+        if let Some(value) = lookup(&format!("TS_{}", key.to_ascii_uppercase())) {
+            props.insert(key.to_string(), value);
         }
     }
 }
@@ -461,9 +541,9 @@ impl Properties<'_> {
 
     /// A listener address: `http://127.0.0.1:<unset_port>` when the key is absent,
     /// `default_port` when the value names none.
-    fn address(&self, key: &str, default_port: u16, unset_port: u16) -> Result<ListenAddress, ConfigError> {
+    fn address(&self, key: &str, (default_port, tls_port): (u16, u16), unset_port: u16) -> Result<ListenAddress, ConfigError> {
         match self.0.get(key) {
-            Some(value) => ListenAddress::parse(value, default_port).map_err(|reason| {
+            Some(value) => ListenAddress::parse(value, default_port, tls_port).map_err(|reason| {
                 ConfigError::InvalidValue {
                     key: key.to_string(),
                     value: value.clone(),
@@ -544,6 +624,27 @@ mod tests {
         assert!(config.model_overrides("mlp", "2.0").is_none());
         let err = Config::from_properties(&props(&[("models", "{broken")]), 0).unwrap_err();
         assert!(err.to_string().contains("models"), "{err}");
+    }
+
+    #[test]
+    fn the_environment_sets_keys_only_when_enabled() {
+        let env = |name: &str| match name {
+            "TS_INFERENCE_ADDRESS" => Some("http://0.0.0.0:9999".to_string()),
+            "TS_ALLOWED_URLS" => Some("http://evil/.*".to_string()),
+            "TS_DISABLE_TOKEN_AUTHORIZATION" => Some("true".to_string()),
+            _ => None,
+        };
+        let mut off = props(&[]);
+        apply_environment(&mut off, env);
+        assert!(off.is_empty());
+        let mut on = props(&[("enable_envvars_config", "true"), ("inference_address", "http://127.0.0.1:1")]);
+        apply_environment(&mut on, env);
+        assert_eq!(on["inference_address"], "http://0.0.0.0:9999", "the environment wins");
+        assert_eq!(on["disable_token_authorization"], "true");
+        assert!(!on.contains_key("allowed_urls"), "not without use_env_allowed_urls");
+        let mut urls = props(&[("enable_envvars_config", "true"), ("use_env_allowed_urls", "true")]);
+        apply_environment(&mut urls, env);
+        assert_eq!(urls["allowed_urls"], "http://evil/.*");
     }
 
     #[test]

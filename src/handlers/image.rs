@@ -15,31 +15,74 @@ use super::ModelError;
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// The ImageNet transform of `image_classifier`: bytes → `[3, 224, 224]` float tensor.
-pub fn imagenet_input(bytes: &[u8]) -> Result<Tensor, ModelError> {
-    let image = decode_rgb(bytes)?;
+/// Pillow's `Image.MAX_IMAGE_PIXELS`, the default of `limit_max_image_pixels`.
+pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
+
+/// The ImageNet transform of `image_classifier`: bytes → `[3, 224, 224]` float tensor. An image
+/// whose header declares more than `max_pixels` is refused before it is decoded.
+pub fn imagenet_input(bytes: &[u8], max_pixels: Option<u64>) -> Result<Tensor, ModelError> {
+    let image = decode_rgb(bytes, max_pixels)?;
     let image = resize_shorter_side(image, 256)?;
     let image = center_crop(&image, 224);
     normalized_tensor(&image, IMAGENET_MEAN, IMAGENET_STD)
 }
 
 /// Decodes JPEG, PNG, GIF, BMP, WebP or TIFF into 8-bit RGB, as PIL's `convert("RGB")`:
-/// alpha is dropped, grey is repeated over the three channels.
-pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ModelError> {
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
+/// alpha is dropped, grey is repeated over the three channels. Refused before decoding: an
+/// image whose header declares more than `max_pixels` (a decompression bomb: a small file that
+/// expands to gigabytes), and a JPEG whose data ends before its image does (Pillow refuses a
+/// truncated file too, where a lenient decoder would fill the rest with grey).
+pub fn decode_rgb(bytes: &[u8], max_pixels: Option<u64>) -> Result<RgbImage, ModelError> {
+    let reader = || {
+        image::ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| ModelError::BadInput(format!("cannot read image: {e}")))
+    };
+    let format = reader()?.format().ok_or_else(|| {
+        ModelError::BadInput("cannot identify image file: not a JPEG, PNG, GIF, BMP, WebP or TIFF image".into())
+    })?;
+    let (width, height) = reader()?
+        .into_dimensions()
         .map_err(|e| ModelError::BadInput(format!("cannot read image: {e}")))?;
-    if reader.format().is_none() {
-        return Err(ModelError::BadInput(
-            "cannot identify image file: not a JPEG, PNG, GIF, BMP, WebP or TIFF image".into(),
-        ));
+    let pixels = u64::from(width) * u64::from(height);
+    if let Some(limit) = max_pixels.filter(|&limit| pixels > limit) {
+        return Err(ModelError::BadInput(format!(
+            "Image size ({pixels} pixels, {width}×{height}) exceeds limit of {limit} pixels, could be \
+             decompression bomb DOS attack (limit_max_image_pixels)"
+        )));
     }
-    // The reader's default limits cap the decoded size (512 MiB), which stops decompression
-    // bombs much as PIL's MAX_IMAGE_PIXELS does.
-    let decoded = reader
+    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(ModelError::BadInput("image file is truncated: the JPEG data ends before the image does".into()));
+    }
+    // The reader's default limits still cap the decoded size (512 MiB) when the pixel limit is
+    // turned off.
+    let decoded = reader()?
         .decode()
         .map_err(|e| ModelError::BadInput(format!("cannot decode image: {e}")))?;
     Ok(decoded.to_rgb8())
+}
+
+/// Whether a JPEG's entropy-coded data reaches its end-of-image marker: walks the marker
+/// segments (skipping metadata such as an EXIF thumbnail, which has markers of its own) to the
+/// first start-of-scan, then looks for `FF D9` after it.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut at = 2; // after SOI
+    while at + 4 <= bytes.len() {
+        if bytes[at] != 0xFF {
+            return false;
+        }
+        let marker = bytes[at + 1];
+        if marker == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        if marker == 0xDA {
+            return bytes[at..].windows(2).any(|pair| pair == [0xFF, 0xD9]);
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        at += 2 + length;
+    }
+    false
 }
 
 /// torchvision's `Resize(size)` with an int: the shorter side becomes `size`, the longer one
@@ -136,9 +179,33 @@ mod tests {
         assert!((red - (1.0 - 0.485) / 0.229).abs() < 1e-5);
     }
 
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        RgbImage::from_pixel(width, height, image::Rgb([200, 10, 10]))
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_a_whole_one_decodes() {
+        let whole = jpeg(64, 48);
+        assert_eq!(decode_rgb(&whole, Some(MAX_IMAGE_PIXELS)).unwrap().dimensions(), (64, 48));
+        // Cut inside the scan data: every header is whole, the image is not.
+        let err = decode_rgb(&whole[..whole.len() - 20], Some(MAX_IMAGE_PIXELS)).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn images_past_the_pixel_limit_are_refused_before_decoding() {
+        let err = decode_rgb(&jpeg(100, 100), Some(9_999)).unwrap_err();
+        assert!(err.to_string().contains("exceeds limit of 9999 pixels"), "{err}");
+        assert!(decode_rgb(&jpeg(100, 100), None).is_ok(), "no limit");
+    }
+
     #[test]
     fn garbage_is_bad_input() {
-        let err = imagenet_input(b"definitely not an image").unwrap_err();
+        let err = imagenet_input(b"definitely not an image", Some(MAX_IMAGE_PIXELS)).unwrap_err();
         assert!(matches!(err, ModelError::BadInput(_)), "{err}");
     }
 }

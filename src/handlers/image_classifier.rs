@@ -12,22 +12,25 @@ use super::{image, Handler, ModelError};
 pub struct ImageClassifier {
     labels: Labels,
     top_k: i64,
+    /// `limit_max_image_pixels`: larger images are refused before decoding.
+    max_pixels: Option<u64>,
 }
 
 impl ImageClassifier {
     pub const DEFAULT_TOP_K: i64 = 5;
 
-    pub fn new(model_dir: &Path, top_k: Option<i64>) -> Result<Self, ModelError> {
+    pub fn new(model_dir: &Path, top_k: Option<i64>, max_pixels: Option<u64>) -> Result<Self, ModelError> {
         Ok(Self {
             labels: Labels::read(model_dir)?,
             top_k: top_k.unwrap_or(Self::DEFAULT_TOP_K),
+            max_pixels,
         })
     }
 }
 
 impl Handler for ImageClassifier {
     fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError> {
-        image::imagenet_input(payload)
+        image::imagenet_input(payload, self.max_pixels)
     }
 
     fn example_input(&self) -> Option<Tensor> {

@@ -128,6 +128,7 @@ pub fn build_handler(
     kind: HandlerKind,
     model_dir: &Path,
     settings: &serde_yaml_ng::Mapping,
+    max_image_pixels: Option<u64>,
 ) -> Result<Box<dyn Handler>, ModelError> {
     Ok(match kind {
         HandlerKind::ImageClassifier => {
@@ -136,7 +137,7 @@ pub fn build_handler(
                 .and_then(|handler| handler.get("topk"))
                 .and_then(serde_yaml_ng::Value::as_i64)
                 .filter(|&k| k > 0);
-            Box::new(ImageClassifier::new(model_dir, top_k)?)
+            Box::new(ImageClassifier::new(model_dir, top_k, max_image_pixels)?)
         }
         HandlerKind::Base => {
             // `handler: {warmup_input_shape: [64]}`: a sample's shape, for the warm-up.

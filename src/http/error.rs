@@ -27,6 +27,11 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("The request body did not arrive within {seconds}s")]
     BodyTimeout { seconds: u64 },
+    #[error("Token Authorization failed. Token either incorrect, expired, or not provided correctly")]
+    InvalidKey,
+    /// `/token` with a wrong API key or type: TorchServe's other wording.
+    #[error("Token Authentication failed. Token either incorrect, expired, or not provided correctly")]
+    TokenApiRefused,
     /// The client hung up before its answer; nobody reads this response.
     #[error("Client closed the connection before the answer")]
     ClientGone,
@@ -41,6 +46,7 @@ impl ErrorCode for ApiError {
             ApiError::ResourceNotFound => Code::ResourceNotFound,
             ApiError::MethodNotAllowed => Code::MethodNotAllowed,
             ApiError::BodyTimeout { .. } => Code::RequestTimeout,
+            ApiError::InvalidKey | ApiError::TokenApiRefused => Code::InvalidKey,
             ApiError::ClientGone => Code::ClientGone,
         }
     }

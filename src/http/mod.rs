@@ -2,6 +2,8 @@
 //! the model service ([`crate::service::Models`]). Nothing here touches actors or libtorch.
 
 mod access;
+mod auth;
+mod cors;
 mod disconnect;
 mod error;
 mod inference;
@@ -9,6 +11,7 @@ mod management;
 mod metrics;
 mod openapi;
 mod payload;
+mod tls;
 mod trailing_slash;
 
 use actix_web::dev::Server;
@@ -19,9 +22,20 @@ use payload::BodyLimits;
 
 use std::sync::Arc;
 
-use crate::config::{Config, ListenAddress};
+use crate::auth::Tokens;
+use crate::config::{Config, Cors, ListenAddress};
 use crate::metrics::Metrics;
 use crate::service::Models;
+
+/// Which API a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Inference,
+    Management,
+    /// One listener for both, when their addresses are equal (TorchServe's behaviour).
+    Both,
+    Metrics,
+}
 
 /// What every HTTP handler shares: cheap handles only.
 pub struct AppState {
@@ -30,21 +44,28 @@ pub struct AppState {
     pub body_limits: BodyLimits,
     /// Whether register and unregister are allowed.
     pub enable_model_api: bool,
+    pub api: Api,
+    /// The keys requests must carry; `None` with token authorization off.
+    pub tokens: Option<Arc<Tokens>>,
+    pub cors: Cors,
 }
 
 impl AppState {
-    pub fn new(models: Models) -> Self {
+    pub fn new(models: Models, api: Api, tokens: Option<Arc<Tokens>>) -> Self {
         let config: &Config = models.config();
         let body_limits = BodyLimits {
             max_bytes: config.max_request_size,
             deadline: config.request_read_timeout,
         };
-        let enable_model_api = config.enable_model_api;
+        let (enable_model_api, cors) = (config.enable_model_api, config.cors.clone());
         Self {
             metrics: models.metrics().clone(),
             models,
             body_limits,
             enable_model_api,
+            api,
+            tokens,
+            cors,
         }
     }
 }
@@ -54,21 +75,32 @@ impl AppState {
 pub struct Listener {
     pub server: Server,
     pub addresses: Vec<std::net::SocketAddr>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
 }
 
-/// The inference API: `/ping`, `/predictions`.
-pub fn bind_inference(models: &Models) -> std::io::Result<Listener> {
-    bind(models, &models.config().inference_address, inference::routes)
+/// Binds the listener of `api` where the config says.
+pub fn bind_api(models: &Models, api: Api, tokens: Option<Arc<Tokens>>) -> Result<Listener, String> {
+    let config = models.config();
+    let (address, routes): (&ListenAddress, fn(&mut web::ServiceConfig)) = match api {
+        Api::Inference => (&config.inference_address, inference::routes),
+        Api::Management => (&config.management_address, management::routes),
+        Api::Both => (&config.inference_address, both_routes),
+        Api::Metrics => (&config.metrics_address, metrics::routes),
+    };
+    bind(models, address, api, routes, tokens)
 }
 
-/// The management API: `/models`, KServe readiness, the API description.
-pub fn bind_management(models: &Models) -> std::io::Result<Listener> {
-    bind(models, &models.config().management_address, management::routes)
-}
-
-/// The metrics API: `/metrics`.
-pub fn bind_metrics(models: &Models) -> std::io::Result<Listener> {
-    bind(models, &models.config().metrics_address, metrics::routes)
+/// Both APIs on one listener; its API description covers both.
+fn both_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/")
+            .route(web::route().guard(actix_web::guard::Options()).to(openapi::both))
+            .route(web::route().to(error::method_not_allowed)),
+    )
+    .route("/api-description", web::route().to(openapi::both));
+    inference::routes(cfg);
+    management::routes(cfg);
 }
 
 /// The routes of one API, for a listener or an in-process test service.
@@ -85,31 +117,50 @@ pub fn app(
     >,
 > {
     let max_bytes = state.body_limits.max_bytes;
+    // Outermost last: the path is normalised first; a CORS preflight is answered before any
+    // token check; every response, refusals included, is logged and counted.
     App::new()
         .app_data(state)
         .app_data(web::PayloadConfig::new(max_bytes))
+        .wrap(middleware::from_fn(auth::check))
         .wrap(torchserve_headers())
         .wrap(middleware::from_fn(error::with_request_id))
         .wrap(middleware::from_fn(access::record))
+        .wrap(middleware::from_fn(cors::apply))
         .wrap(middleware::from_fn(trailing_slash::trim))
         .configure(routes)
         .default_service(web::to(error::resource_not_found))
 }
 
-
-fn bind(models: &Models, address: &ListenAddress, routes: fn(&mut web::ServiceConfig)) -> std::io::Result<Listener> {
-    let state = web::Data::new(AppState::new(models.clone()));
+fn bind(
+    models: &Models,
+    address: &ListenAddress,
+    api: Api,
+    routes: fn(&mut web::ServiceConfig),
+    tokens: Option<Arc<Tokens>>,
+) -> Result<Listener, String> {
+    let tokens = if api == Api::Metrics { None } else { tokens };
+    let state = web::Data::new(AppState::new(models.clone(), api, tokens));
     let threads = models.config().http_threads;
     let server = HttpServer::new(move || app(state.clone(), routes))
         .on_connect(disconnect::remember_socket)
         .workers(threads)
         // The server module owns SIGTERM/SIGINT, installed before the port is announced.
-        .disable_signals()
-        .bind((address.host.as_str(), address.port))?;
+        .disable_signals();
+    let cannot_listen = |e: std::io::Error| format!("cannot listen on {address}: {e}");
+    let server = if address.tls {
+        let tls = tls::server_config(&models.config().tls, &address.host)?;
+        server
+            .bind_rustls_0_23((address.host.as_str(), address.port), Arc::unwrap_or_clone(tls))
+            .map_err(cannot_listen)?
+    } else {
+        server.bind((address.host.as_str(), address.port)).map_err(cannot_listen)?
+    };
     let addresses = server.addrs();
     Ok(Listener {
         server: server.run(),
         addresses,
+        scheme: if address.tls { "https" } else { "http" },
     })
 }
 

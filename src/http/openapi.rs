@@ -1,6 +1,21 @@
 //! The APIs' OpenAPI 3 descriptions, served on each listener's `OPTIONS /` and
 //! `/api-description`.
 
+/// The description of a listener that serves both APIs: both sets of paths.
+pub async fn both() -> actix_web::HttpResponse {
+    static BOTH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = BOTH.get_or_init(|| {
+        let mut inference: serde_json::Value = serde_json::from_str(INFERENCE).unwrap_or_default();
+        let management: serde_json::Value = serde_json::from_str(MANAGEMENT).unwrap_or_default();
+        if let (Some(paths), Some(more)) = (inference["paths"].as_object_mut(), management["paths"].as_object()) {
+            paths.extend(more.clone());
+        }
+        inference["info"]["title"] = "tserve API".into();
+        serde_json::to_string_pretty(&inference).unwrap_or_default()
+    });
+    actix_web::HttpResponse::Ok().content_type("application/json").body(body.clone())
+}
+
 pub const METRICS: &str = r##"{
   "openapi": "3.0.1",
   "info": {

@@ -34,7 +34,7 @@ async fn call(
     uri: &str,
 ) -> (StatusCode, Value) {
     let store = tempfile::tempdir().unwrap();
-    let state = web::Data::new(AppState::new(models(store.path())));
+    let state = web::Data::new(AppState::new(models(store.path()), super::Api::Inference, None));
     let service = test::init_service(app(state, routes)).await;
     let request = test::TestRequest::default()
         .method(method.parse().unwrap())

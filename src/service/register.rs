@@ -107,7 +107,7 @@ fn build_spec(
     config: &Config,
     metrics: &Arc<Metrics>,
 ) -> Result<ModelSpec, ServiceError> {
-    let entry = fetch_into_store(store, &request.url, &config.allowed_urls)?;
+    let entry = fetch_into_store(store, &request.url, &config.allowed_urls, config.archive_limits.max_bytes)?;
     let origin = ModelOrigin {
         url: request.url.clone(),
         store_name: entry.name.clone(),
@@ -138,17 +138,28 @@ fn spec_from_archive(
     let model = &archive.manifest.model;
     let name = request.name.clone().unwrap_or_else(|| model.model_name.clone());
     let version = model.model_version.clone();
+    check_name("model name", &name)?;
+    check_name("model version", &version)?;
     let yaml = archive.model_config()?;
     let models_entry = config.model_overrides(&name, &version).cloned().unwrap_or_default();
     let settings = ModelSettings::resolve(&config.server_defaults(), &models_entry, &yaml, &request.overrides);
-    // A manifest naming a file its archive lacks is broken, whichever backend would run it.
+    check_worker_count(settings.max_workers.max(settings.min_workers), config.max_workers_per_model)?;
+    // Every file the manifest names must be inside the archive; one it lacks is a broken
+    // archive, whichever backend would run it.
     if let Some(file) = &model.serialized_file {
-        if !archive.dir.join(file).is_file() {
+        if !archive.file(file)?.is_file() {
             return Err(ServiceError::MissingSerializedFile { model: name });
         }
     }
+    for file in [&model.model_file, &model.requirements_file].into_iter().flatten() {
+        archive.file(file)?;
+    }
     let handler = request.handler.clone().or_else(|| model.handler.clone());
-    let backend = match native_backend(&archive, handler.as_deref(), &yaml) {
+    if let Some(file) = handler.as_deref().and_then(handler_file) {
+        archive.file(file)?;
+    }
+    let max_image_pixels = config.limit_max_image_pixels.then_some(crate::handlers::image::MAX_IMAGE_PIXELS);
+    let backend = match native_backend(&archive, handler.as_deref(), &yaml, max_image_pixels) {
         Some(backend) => backend,
         None => python_backend(&archive, &name, handler, config)?,
     };
@@ -163,20 +174,26 @@ fn spec_from_archive(
 
 /// The in-process backend, when the archive is a TorchScript `.pt` with a handler tserve has
 /// natively and its YAML does not ask for Python (`tserve: {backend: python}`).
-fn native_backend(archive: &ModelArchive, handler: Option<&str>, yaml: &ModelConfig) -> Option<BackendSpec> {
+fn native_backend(
+    archive: &ModelArchive,
+    handler: Option<&str>,
+    yaml: &ModelConfig,
+    max_image_pixels: Option<u64>,
+) -> Option<BackendSpec> {
     let model = &archive.manifest.model;
     let kind = HandlerKind::native(handler)?;
     if model.model_file.is_some() || yaml.wants_python_backend() {
         return None;
     }
-    let serialized_file = archive.dir.join(model.serialized_file.as_ref()?);
+    let serialized_file = archive.file(model.serialized_file.as_ref()?).ok()?;
     let is_torchscript = serialized_file.extension().is_some_and(|ext| ext == "pt") && serialized_file.is_file();
     if !is_torchscript {
         return None;
     }
     // The YAML's other keys go to the handler untouched.
     let handler_settings = yaml.handler_settings.clone();
-    let handler: HandlerFactory = Arc::new(move |dir| handlers::build_handler(kind, dir, &handler_settings));
+    let handler: HandlerFactory =
+        Arc::new(move |dir| handlers::build_handler(kind, dir, &handler_settings, max_image_pixels));
     Some(BackendSpec::Native { serialized_file, handler })
 }
 
@@ -212,6 +229,39 @@ fn python_backend(
         limit_max_image_pixels: config.limit_max_image_pixels,
         decode_input_request: config.decode_input_request,
     }))
+}
+
+/// The file part of a handler that names one (`handler.py`, `dir/handler.py:fn`); `None` for a
+/// built-in or module name (`image_classifier`, `ts.torch_handler.base_handler`, `module:fn`).
+fn handler_file(handler: &str) -> Option<&str> {
+    let file = handler.split(':').next().unwrap_or(handler);
+    (file.ends_with(".py") || file.contains('/')).then_some(file)
+}
+
+/// Model names and versions as torch-model-archiver requires names to be
+/// (`^[A-Za-z0-9][A-Za-z0-9_\-.]*$`, at most 256 characters): they become paths, thread names
+/// and log fields. (TorchServe's frontend checks nothing; tserve refuses at the door.)
+fn check_name(what: &str, value: &str) -> Result<(), ServiceError> {
+    let valid = value.len() <= 256
+        && value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::BadRequest(format!(
+            "Invalid {what} {value:?}: it must match ^[A-Za-z0-9][A-Za-z0-9_\\-.]*$ (at most 256 characters)"
+        )))
+    }
+}
+
+/// Refuses more workers than `max_workers_per_model`.
+pub(super) fn check_worker_count(workers: usize, limit: usize) -> Result<(), ServiceError> {
+    if workers > limit {
+        return Err(ServiceError::BadRequest(format!(
+            "{workers} workers is more than max_workers_per_model ({limit}) allows"
+        )));
+    }
+    Ok(())
 }
 
 /// Removes an archive downloaded for a registration that is gone, off the async threads.

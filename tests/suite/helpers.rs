@@ -46,8 +46,10 @@ pub struct TestServer {
 }
 
 /// Config lines that put both listeners on free ports.
+/// Token authorization is off, as in TorchServe's own test suites; the tests of tokens turn
+/// it back on.
 pub const FREE_PORTS: &str = "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
-     metrics_address=http://127.0.0.1:0\n";
+     metrics_address=http://127.0.0.1:0\ndisable_token_authorization=true\n";
 
 impl TestServer {
     /// Serves the fixture archives `models` with one worker each, plus `config` lines.

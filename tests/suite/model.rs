@@ -7,7 +7,7 @@ use tserve::handlers::{build_handler, HandlerKind, LoadedModel, ModelError};
 use crate::helpers::{assert_close, fixture, fixtures, mlp_cases};
 
 fn load(file: &str, kind: HandlerKind) -> LoadedModel {
-    let handler = build_handler(kind, fixtures(), &Default::default()).unwrap();
+    let handler = build_handler(kind, fixtures(), &Default::default(), None).unwrap();
     LoadedModel::load(&fixture(file), handler, Device::Cpu).unwrap()
 }
 
@@ -39,7 +39,7 @@ fn a_bad_payload_fails_only_itself() {
 
 #[test]
 fn a_model_that_is_not_torchscript_fails_to_load_clearly() {
-    let handler = build_handler(HandlerKind::Base, fixtures(), &Default::default()).unwrap();
+    let handler = build_handler(HandlerKind::Base, fixtures(), &Default::default(), None).unwrap();
     let err = match LoadedModel::load(&fixture("eager_mlp.pt"), handler, Device::Cpu) {
         Err(e) => e,
         Ok(_) => panic!("a state dict is not a TorchScript module"),

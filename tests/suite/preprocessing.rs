@@ -20,7 +20,7 @@ fn input_tensors_match_torchvision() {
         if name.ends_with(".npy") {
             continue;
         }
-        let ours = imagenet_input(&std::fs::read(&path).unwrap())
+        let ours = imagenet_input(&std::fs::read(&path).unwrap(), None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let theirs = Tensor::read_npy(images.join(format!("{name}.npy"))).unwrap();
         assert_eq!(ours.size(), theirs.size(), "{name}");

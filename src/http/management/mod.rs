@@ -5,6 +5,7 @@
 mod models;
 mod params;
 mod register;
+mod token;
 mod workers;
 
 use actix_web::http::StatusCode;
@@ -22,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::route().to(method_not_allowed)),
     )
     .route("/api-description", web::route().to(api_description))
+    .route("/token", web::route().to(token::rotate))
     .service(
         web::resource("/models")
             .route(web::get().to(models::list))
