@@ -95,7 +95,13 @@ impl TestServer {
     /// Runs `tserve <args>` in `dir` until it has bound both listeners. If it exits first, gives
     /// back its exit code and output.
     pub fn spawn_in(dir: &Path, args: &[String]) -> Result<Self, (Option<i32>, String)> {
+        Self::spawn_with_env(dir, args, &[])
+    }
+
+    /// As [`spawn_in`], with these environment variables set.
+    pub fn spawn_with_env(dir: &Path, args: &[String], env: &[(&str, &str)]) -> Result<Self, (Option<i32>, String)> {
         let mut child = tserve_command(dir)
+            .envs(env.iter().copied())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -252,6 +258,8 @@ pub fn collect_lines(
             let url = line
                 .strip_prefix("Inference API bound to ")
                 .or_else(|| line.strip_prefix("Management API bound to "));
+            // (Servers that listen with TLS print https:// addresses; the tests that use them
+            // build their own clients.)
             if let (Some(sender), Some(url)) = (&bound, url) {
                 let _ = sender.send(url.trim().to_string());
             }

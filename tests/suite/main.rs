@@ -14,4 +14,5 @@ mod monitoring;
 mod preprocessing;
 mod python_backend;
 mod resilience;
+mod security;
 mod server;
