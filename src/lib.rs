@@ -31,3 +31,17 @@ mod server;
 mod service;
 pub mod settings;
 mod snapshot;
+
+/// What the property tests share: how many cases each runs.
+#[cfg(test)]
+mod property_tests {
+    /// 4,096 cases per property (a few seconds for all of them in CI), or `PROPTEST_CASES` for a
+    /// longer run: `PROPTEST_CASES=1000000 cargo test --release --lib arbitrary_input`.
+    pub fn config() -> proptest::prelude::ProptestConfig {
+        let mut config = proptest::prelude::ProptestConfig::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            config.cases = 4096;
+        }
+        config
+    }
+}

@@ -175,3 +175,129 @@ pub fn untar_gz(archive: &Path, target: &Path, limits: Limits) -> Result<(), Arc
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod arbitrary_input {
+    //! Arbitrary bytes, and valid archives with arbitrary bytes overwritten, through both readers:
+    //! each unpacks or gives an `ArchiveError`, never panics, and writes nothing outside its
+    //! target (no links either). `PROPTEST_CASES` raises the case count for a longer run.
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 1 << 20,
+        max_entries: 64,
+    };
+
+    const ENTRIES: &[(&str, &[u8])] = &[
+        ("MAR-INF/MANIFEST.json", br#"{"model": {"modelName": "m", "serializedFile": "m.pt"}}"#),
+        ("m.pt", &[7; 300]),
+        ("extra/labels.json", br#"{"0": "cat"}"#),
+    ];
+
+    fn zip_bytes() -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in ENTRIES {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    fn tar_bytes() -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, data) in ENTRIES {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, name, *data).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// Overwrites bytes of `bytes` at the given (position, value) pairs, positions taken modulo
+    /// its length.
+    fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)]) -> Vec<u8> {
+        let len = bytes.len();
+        for &(at, value) in edits {
+            bytes[at % len] = value;
+        }
+        bytes
+    }
+
+    /// Unpacks `bytes` as `name` into a fresh folder; checks that only the archive and the target
+    /// exist beside each other afterwards, and that the target holds no links.
+    fn unpack(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
+        let scratch = tempfile::tempdir().unwrap();
+        let archive = scratch.path().join(name);
+        std::fs::write(&archive, bytes).unwrap();
+        let target = scratch.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        let _ = if name.ends_with(".mar") {
+            unzip(&archive, &target, LIMITS)
+        } else {
+            untar_gz(&archive, &target, LIMITS)
+        };
+        let beside: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        prop_assert_eq!(beside.len(), 2, "written outside the target: {:?}", beside);
+        let mut written = 0u64;
+        let mut stack = vec![target];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let kind = entry.as_ref().unwrap().file_type().unwrap();
+                prop_assert!(!kind.is_symlink(), "a link was unpacked");
+                if kind.is_dir() {
+                    stack.push(entry.unwrap().path());
+                } else {
+                    written += entry.unwrap().metadata().unwrap().len();
+                }
+            }
+        }
+        // The budget may be passed by the one copy that finds it passed, by one byte.
+        prop_assert!(written <= LIMITS.max_bytes + 1, "{} bytes written", written);
+        Ok(())
+    }
+
+    #[test]
+    fn the_unmutated_archives_unpack() {
+        for (name, bytes) in [("a.mar", zip_bytes()), ("a.tar.gz", gzip(&tar_bytes()))] {
+            let scratch = tempfile::tempdir().unwrap();
+            let archive = scratch.path().join(name);
+            std::fs::write(&archive, bytes).unwrap();
+            let target = scratch.path().join("target");
+            if name.ends_with(".mar") {
+                unzip(&archive, &target, LIMITS).unwrap();
+            } else {
+                untar_gz(&archive, &target, LIMITS).unwrap();
+            }
+            assert_eq!(std::fs::read(target.join("m.pt")).unwrap(), vec![7; 300], "{name}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_tests::config())]
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            unpack("a.mar", &bytes)?;
+            unpack("a.tar.gz", &bytes)?;
+            unpack("b.tar.gz", &gzip(&bytes))?;
+        }
+
+        #[test]
+        fn damaged_zips_never_panic(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..16)) {
+            unpack("a.mar", &mutate(zip_bytes(), &edits))?;
+        }
+
+        #[test]
+        fn damaged_tars_never_panic(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..16)) {
+            unpack("a.tar.gz", &gzip(&mutate(tar_bytes(), &edits)))?;
+        }
+    }
+}

@@ -91,15 +91,14 @@ impl Manifest {
             }
             Err(source) => return Err(ArchiveError::Io { path, source }),
         };
-        let manifest: Self = serde_json::from_str(&text).map_err(|e| ArchiveError::InvalidManifest {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        Self::parse(&text).map_err(|message| ArchiveError::InvalidManifest { path, message })
+    }
+
+    /// Parses MANIFEST.json's text; a manifest must name its model.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let manifest: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if manifest.model.model_name.is_empty() {
-            return Err(ArchiveError::InvalidManifest {
-                path,
-                message: "Model name is not defined.".into(),
-            });
+            return Err("Model name is not defined.".into());
         }
         Ok(manifest)
     }
@@ -120,5 +119,51 @@ impl Manifest {
             }
         }
         ascii
+    }
+}
+
+#[cfg(test)]
+mod arbitrary_input {
+    //! Arbitrary MANIFEST.json text, and manifests with arbitrary values in their known fields:
+    //! each gives a manifest or an error, never a panic, and a manifest read writes back to the
+    //! same manifest. `PROPTEST_CASES` raises the case count for a longer run.
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn any_field() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            Just(json!(["a"])),
+            Just(json!({"x": 1})),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::property_tests::config())]
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,256}") {
+            let _ = Manifest::parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_fields_read_and_write_back(
+            name in any_field(), file in any_field(), handler in any_field(),
+            version in any_field(), runtime in any_field(),
+        ) {
+            let text = json!({
+                "runtime": runtime,
+                "model": {"modelName": name, "serializedFile": file, "handler": handler, "modelVersion": version},
+            })
+            .to_string();
+            if let Ok(manifest) = Manifest::parse(&text) {
+                prop_assert!(!manifest.model.model_name.is_empty());
+                let again = Manifest::parse(&manifest.to_json()).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(again.to_json(), manifest.to_json());
+            }
+        }
     }
 }

@@ -198,4 +198,44 @@ mod tests {
         assert!(ModelConfig::parse("key: [unclosed\n").is_err());
         assert!(ModelConfig::parse("").unwrap().batch_size.is_none());
     }
+
+    mod arbitrary_input {
+        //! Arbitrary model-config YAML, and the frontend keys with arbitrary values: each gives
+        //! settings or an error, never a panic. `PROPTEST_CASES` raises the case count.
+        use super::*;
+        use proptest::prelude::*;
+
+        const KEYS: &[&str] = &[
+            "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout", "startupTimeout",
+            "deviceType", "deviceIds", "jobQueueSize", "maxRetryTimeoutInSec", "clientTimeoutInMills", "handler",
+        ];
+
+        fn any_scalar() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| n.to_string()),
+                "[a-z0-9 :\\[\\]{},.-]{0,16}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::property_tests::config())]
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,256}") {
+                let _ = ModelConfig::parse(&text);
+            }
+
+            #[test]
+            fn arbitrary_values_never_panic(
+                entries in prop::collection::vec((prop::sample::select(KEYS), any_scalar()), 0..8),
+            ) {
+                let text: String = entries.iter().map(|(key, value)| format!("{key}: {value}\n")).collect();
+                if let Ok(config) = ModelConfig::parse(&text) {
+                    prop_assert!(config.batch_size.is_none_or(|n| n >= 1));
+                    prop_assert!(config.min_workers.is_none_or(|n| n >= 1));
+                }
+            }
+        }
+    }
 }

@@ -421,9 +421,7 @@ impl Config {
             limit_max_image_pixels: !props.get("limit_max_image_pixels").is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
             service_envelope: props.get("service_envelope").cloned().unwrap_or_default(),
             disable_token_authorization: reader.boolean("disable_token_authorization"),
-            token_expiration: Duration::from_secs_f64(
-                reader.parse::<f64>("token_expiration_min")?.unwrap_or(60.0).max(0.0) * 60.0,
-            ),
+            token_expiration: reader.minutes("token_expiration_min", 60.0)?,
             cors: Cors {
                 allowed_origin: props.get("cors_allowed_origin").cloned(),
                 allowed_methods: props.get("cors_allowed_methods").cloned(),
@@ -534,6 +532,16 @@ fn split_model_list(values: &[String]) -> Vec<String> {
 struct Properties<'a>(&'a BTreeMap<String, String>);
 
 impl Properties<'_> {
+    /// A non-negative number of minutes, fractions allowed, as a duration.
+    fn minutes(&self, key: &str, default: f64) -> Result<Duration, ConfigError> {
+        let minutes = self.parse::<f64>(key)?.unwrap_or(default);
+        Duration::try_from_secs_f64(minutes * 60.0).map_err(|e| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: minutes.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Java's `Boolean.parseBoolean`, as TorchServe reads flags: "true" in any case.
     fn boolean(&self, key: &str) -> bool {
         self.0.get(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -651,5 +659,55 @@ mod tests {
     fn model_lists_split_on_commas_and_args() {
         let models = split_model_list(&["a.mar,b=c.mar".into(), " d.mar ".into()]);
         assert_eq!(models, vec!["a.mar", "b=c.mar", "d.mar"]);
+    }
+
+    mod arbitrary_input {
+        //! Arbitrary config.properties text and arbitrary values for every key tserve reads: each
+        //! gives settings or a `ConfigError`, never a panic. `PROPTEST_CASES` raises the count.
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Values a user (or a fuzzer) might put anywhere: text, numbers at the edges, addresses.
+        fn any_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,24}",
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| n.to_string()),
+                prop::sample::select(vec![
+                    "inf", "-inf", "NaN", "1e300", "-1", "0", "true", "FALSE", "", " ",
+                    "http://0.0.0.0:99999", "https://[::1]:0", "unix:/tmp/x", "http://:80",
+                    "{\"a\": {\"1.0\": {\"batchSize\": -3}}}", "(", "a{99999999}",
+                ])
+                .prop_map(str::to_string),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::property_tests::config())]
+            #[test]
+            fn arbitrary_properties_text_never_panics(text in prop::collection::vec(any::<u8>(), 0..512)) {
+                let parsed = properties::parse(text.as_slice(), Path::new("config.properties"), |name| {
+                    (name.len() % 2 == 0).then(|| name.to_string())
+                });
+                if let Ok(props) = parsed {
+                    let _ = Config::from_properties(&props, 0);
+                }
+            }
+
+            #[test]
+            fn arbitrary_values_for_every_key_never_panic(
+                entries in prop::collection::vec((prop::sample::select(SUPPORTED_KEYS), any_value()), 0..12),
+                gpus in 0usize..3,
+            ) {
+                let props: BTreeMap<String, String> =
+                    entries.into_iter().map(|(key, value)| (key.to_string(), value)).collect();
+                if let Err(e) = Config::from_properties(&props, gpus) {
+                    // An error names the key it is about.
+                    let message = e.to_string();
+                    prop_assert!(props.keys().any(|key| message.contains(key.as_str())), "{}", message);
+                }
+            }
+        }
     }
 }

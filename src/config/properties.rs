@@ -12,12 +12,21 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let raw = java_properties::read(std::io::BufReader::new(file)).map_err(|e| ConfigError::Parse {
+    parse(std::io::BufReader::new(file), path, |name| std::env::var(name).ok())
+}
+
+/// Parses properties text read from `path` (named in errors), resolving `$$NAME$$` with `lookup`.
+pub fn parse(
+    text: impl std::io::Read,
+    path: &Path,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let raw = java_properties::read(text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
     raw.into_iter()
-        .map(|(key, value)| Ok((key, substitute_env(&value, |name| std::env::var(name).ok())?)))
+        .map(|(key, value)| Ok((key, substitute_env(&value, &lookup)?)))
         .collect()
 }
 

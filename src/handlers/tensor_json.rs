@@ -135,4 +135,68 @@ mod tests {
         assert_eq!(back, value);
         assert_eq!(tensor_to_json(&Tensor::from(7i64)).unwrap(), json!(7));
     }
+
+    mod arbitrary_input {
+        //! Arbitrary request bodies through the JSON tensor parser: each gives a tensor or an
+        //! error, never a panic. `PROPTEST_CASES` raises the case count for a longer run.
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels, numbers of every kind included.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,8}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(6, 256, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    prop::collection::btree_map(".{0,4}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn leaf_count(value: &Value) -> usize {
+            match value {
+                Value::Array(items) => items.iter().map(leaf_count).sum(),
+                _ => 1,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(crate::property_tests::config())]
+            #[test]
+            fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(json) = serde_json::from_slice::<Value>(&body) {
+                    let _ = json_to_tensor(&json);
+                }
+            }
+
+            #[test]
+            fn a_tensor_holds_every_number_given(value in any_json()) {
+                if let Ok(tensor) = json_to_tensor(&value) {
+                    prop_assert_eq!(tensor.numel(), leaf_count(&value));
+                }
+            }
+
+            #[test]
+            fn rectangular_floats_round_trip(
+                rows in 1usize..6,
+                values in prop::collection::vec(-1e6f32..1e6, 1..48),
+            ) {
+                let cols = values.len().div_ceil(rows);
+                let values: Vec<f64> = values.iter().cycle().take(rows * cols).map(|&v| f64::from(v)).collect();
+                let value = Value::Array(values.chunks(cols).map(|row| Value::from(row.to_vec())).collect());
+                let tensor = json_to_tensor(&value).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(tensor.size(), vec![rows as i64, cols as i64]);
+                let back = tensor_to_json(&tensor).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(back, value);
+            }
+        }
+    }
 }
