@@ -19,11 +19,14 @@ fi
 cat <<'TXT'
 
 tserve is starting: inference on http://127.0.0.1:8080, management on http://127.0.0.1:8081.
-In another terminal, try:
+Token authorization is on (as in TorchServe 0.12): the keys are in key_file.json here.
+In another terminal, in this folder, try:
 
-    curl http://127.0.0.1:8080/ping
-    curl http://127.0.0.1:8080/predictions/resnet18 -T examples/kitten_small.jpg
-    curl http://127.0.0.1:8081/models/resnet18
+    KEY=$(python3 -c 'import json; print(json.load(open("key_file.json"))["inference"]["key"])')
+    MKEY=$(python3 -c 'import json; print(json.load(open("key_file.json"))["management"]["key"])')
+    curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/ping
+    curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/predictions/resnet18 -T examples/kitten_small.jpg
+    curl -H "Authorization: Bearer $MKEY" http://127.0.0.1:8081/models/resnet18
 
 Stop it with Ctrl-C (or `target/release/tserve --stop`).
 
