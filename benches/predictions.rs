@@ -23,8 +23,12 @@
 //!   and with monitoring off (a log4j2 config turning every logger off, no metrics API, no
 //!   system metrics), alternated three times so drift hits all alike.
 //!
+//! - **Security**: the MLP at concurrency 64 (metrics in `prometheus` mode) with token
+//!   authorization off, on (every request carrying its key), and on over TLS (`https://`, the
+//!   self-signed certificate tserve makes), alternated three times.
+//!
 //! Settings (environment): BENCH_SECONDS (per run, default 10), BENCH_CONCURRENCY (MLP, default
-//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring").
+//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring,security").
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
@@ -55,7 +59,7 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
         .collect();
-    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring");
+    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security");
     let wanted = |row: &str| rows.split(',').any(|r| r == row);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mlp_body = fixture("mlp_bench_input.json");
@@ -131,6 +135,27 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
             for (label, config, quiet) in setups {
                 let (server, _dir) = monitored_server(config, quiet);
                 let run = wrk(&server.url("/predictions/mlp_bench"), &mlp_body, "application/json", 64, seconds);
+                run.print(&format!("MLP, round {}", round + 1), label, 64, ceiling.map(|c| run.requests_per_second / c));
+            }
+        }
+    }
+    if wanted("security") {
+        let setups = [
+            ("token authorization off", "", false),
+            ("token authorization on", "disable_token_authorization=false\n", true),
+            (
+                "token authorization on, TLS",
+                "disable_token_authorization=false\ninference_address=https://127.0.0.1:0\n",
+                true,
+            ),
+        ];
+        for round in 0..3 {
+            for (label, config, with_key) in setups {
+                let (server, dir) = monitored_server(&format!("metrics_mode=prometheus\n{config}"), false);
+                let key = with_key.then(|| inference_key(dir.path()));
+                let headers: Vec<(&str, String)> = key.iter().map(|k| ("Authorization", format!("Bearer {k}"))).collect();
+                let url = server.url("/predictions/mlp_bench");
+                let run = wrk_with(&url, &mlp_body, "application/json", &headers, 64, seconds);
                 run.print(&format!("MLP, round {}", round + 1), label, 64, ceiling.map(|c| run.requests_per_second / c));
             }
         }
@@ -243,17 +268,29 @@ impl WrkRun {
     }
 }
 
+/// The inference key from the key file of a server started in `dir`.
+fn inference_key(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("key_file.json")).expect("key_file.json");
+    let keys: serde_json::Value = serde_json::from_str(&text).expect("key file JSON");
+    keys["inference"]["key"].as_str().expect("inference key").to_string()
+}
+
 /// Runs wrk against `url` with `body` POSTed, after a 2 s warm-up.
 fn wrk(url: &str, body: &Path, content_type: &str, connections: usize, seconds: u64) -> WrkRun {
+    wrk_with(url, body, content_type, &[], connections, seconds)
+}
+
+/// [`wrk`] with extra request headers.
+fn wrk_with(url: &str, body: &Path, content_type: &str, headers: &[(&str, String)], connections: usize, seconds: u64) -> WrkRun {
     let script = tempfile::Builder::new().suffix(".lua").tempfile().unwrap();
-    std::fs::write(
-        script.path(),
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = io.open(\"{}\", \"rb\"):read(\"*a\")\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\n",
-            body.display()
-        ),
-    )
-    .unwrap();
+    let mut lua = format!(
+        "wrk.method = \"POST\"\nwrk.body = io.open(\"{}\", \"rb\"):read(\"*a\")\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\n",
+        body.display()
+    );
+    for (name, value) in headers {
+        lua.push_str(&format!("wrk.headers[\"{name}\"] = \"{value}\"\n"));
+    }
+    std::fs::write(script.path(), lua).unwrap();
     let threads = connections.clamp(1, 2).to_string();
     let run = |seconds: u64| {
         let output = Command::new("wrk")
