@@ -330,6 +330,10 @@ pub fn assert_close(actual: &Value, expected: &Value, tolerance: f64) {
             assert_eq!(a.len(), e.len(), "{actual} vs {expected}");
             a.iter().zip(e).for_each(|(a, e)| assert_close(a, e, tolerance));
         }
+        (Value::Object(a), Value::Object(e)) => {
+            assert!(a.keys().eq(e.keys()), "{actual} vs {expected}");
+            a.values().zip(e.values()).for_each(|(a, e)| assert_close(a, e, tolerance));
+        }
         (a, e) => {
             let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
             assert!((a - e).abs() <= tolerance, "{a} vs {e} (tolerance {tolerance})");

@@ -227,6 +227,26 @@ fn image_segmenter_a_python_built_in_handler_answers_as_torchserve() {
 }
 
 #[test]
+fn object_detector_a_python_built_in_handler_answers_as_torchserve() {
+    let server = TestServer::start(&["py_detector.mar"], "");
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let reply = server.post("/predictions/py_detector", &photo);
+    assert_eq!(reply.status, 200, "{}", reply.body.chars().take(300).collect::<String>());
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("detector_expected.json")).unwrap()).unwrap();
+    let answer = reply.json();
+    // Boxes named by index_to_name.json, each with its score; those under 0.5 left out.
+    let labels: Vec<&str> = answer
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|detection| detection.as_object().unwrap().keys().filter(|k| *k != "score").map(String::as_str))
+        .collect();
+    assert!(!labels.is_empty() && labels.len() < 3, "some boxes pass the threshold, not all: {answer}");
+    assert!(labels.iter().all(|label| ["cat", "dog", "bird"].contains(label)), "{answer}");
+    assert_close(&answer, &expected, 1e-4);
+}
+
+#[test]
 fn a_native_model_can_be_switched_to_the_python_backend() {
     // resnet18_python: resnet18.pt with image_classifier and `tserve: {backend: python}`.
     let server = TestServer::start(&["resnet18_python.mar"], "");
