@@ -11,25 +11,19 @@ use crate::request::{Body, Prediction};
 use crate::service::Target;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/")
-            .route(web::route().guard(guard::Options()).to(api_description))
-            .route(web::route().to(method_not_allowed)),
-    )
-    .route("/api-description", web::route().to(api_description))
-    .route("/ping", web::route().to(ping))
-    // TorchServe takes predictions by any method but OPTIONS (`curl -T` sends PUT).
-    .service(
-        web::resource(["/predictions/{model}", "/predictions/{model}/{version}"])
-            .route(web::route().guard(guard::Options()).to(method_not_allowed))
-            .route(web::route().to(predict)),
-    );
+    openapi::description_routes(cfg, || openapi::INFERENCE);
+    endpoints(cfg);
 }
 
-async fn api_description() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(openapi::INFERENCE)
+/// The API's own paths, without its description (a listener serving both APIs has its own).
+pub fn endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ping", web::route().to(ping))
+        // TorchServe takes predictions by any method but OPTIONS (`curl -T` sends PUT).
+        .service(
+            web::resource(["/predictions/{model}", "/predictions/{model}/{version}"])
+                .route(web::route().guard(guard::Options()).to(method_not_allowed))
+                .route(web::route().to(predict)),
+        );
 }
 
 /// Healthy while every model has its minimum of ready workers; otherwise 500, as TorchServe.

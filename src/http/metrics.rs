@@ -2,27 +2,18 @@
 //! text format 0.0.4, optionally only the families named by `?name[]=`; the API description on
 //! `OPTIONS /` and `/api-description`. No token is needed here, as in TorchServe.
 
-use actix_web::{guard, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::method_not_allowed;
 use super::{openapi, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    openapi::description_routes(cfg, || openapi::METRICS);
     cfg.service(
-        web::resource("/")
-            .route(web::route().guard(guard::Options()).to(api_description))
-            .route(web::route().to(method_not_allowed)),
-    )
-    .route("/api-description", web::route().to(api_description))
-    .service(
         web::resource("/metrics")
             .route(web::get().to(metrics))
             .route(web::route().to(method_not_allowed)),
     );
-}
-
-async fn api_description() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(openapi::METRICS)
 }
 
 async fn metrics(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

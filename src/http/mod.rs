@@ -93,14 +93,9 @@ pub fn bind_api(models: &Models, api: Api, tokens: Option<Arc<Tokens>>) -> Resul
 
 /// Both APIs on one listener; its API description covers both.
 fn both_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/")
-            .route(web::route().guard(actix_web::guard::Options()).to(openapi::both))
-            .route(web::route().to(error::method_not_allowed)),
-    )
-    .route("/api-description", web::route().to(openapi::both));
-    inference::routes(cfg);
-    management::routes(cfg);
+    openapi::description_routes(cfg, openapi::both);
+    inference::endpoints(cfg);
+    management::endpoints(cfg);
 }
 
 /// The routes of one API, for a listener or an in-process test service.

@@ -1,10 +1,30 @@
 //! The APIs' OpenAPI 3 descriptions, served on each listener's `OPTIONS /` and
 //! `/api-description`.
 
+use actix_web::{guard, web, HttpResponse};
+
+use super::error::method_not_allowed;
+
+/// A listener's description routes: `OPTIONS /` and `/api-description` answer `document`; any
+/// other method on `/` is 405, as in TorchServe.
+pub fn description_routes(cfg: &mut web::ServiceConfig, document: fn() -> &'static str) {
+    cfg.service(
+        web::resource("/")
+            .route(web::route().guard(guard::Options()).to(move || describe(document)))
+            .route(web::route().to(method_not_allowed)),
+    )
+    .route("/api-description", web::route().to(move || describe(document)));
+}
+
+/// `document` as the answer.
+pub async fn describe(document: fn() -> &'static str) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document())
+}
+
 /// The description of a listener that serves both APIs: both sets of paths.
-pub async fn both() -> actix_web::HttpResponse {
+pub fn both() -> &'static str {
     static BOTH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let body = BOTH.get_or_init(|| {
+    BOTH.get_or_init(|| {
         let mut inference: serde_json::Value = serde_json::from_str(INFERENCE).unwrap_or_default();
         let management: serde_json::Value = serde_json::from_str(MANAGEMENT).unwrap_or_default();
         if let (Some(paths), Some(more)) = (inference["paths"].as_object_mut(), management["paths"].as_object()) {
@@ -12,8 +32,7 @@ pub async fn both() -> actix_web::HttpResponse {
         }
         inference["info"]["title"] = "tserve API".into();
         serde_json::to_string_pretty(&inference).unwrap_or_default()
-    });
-    actix_web::HttpResponse::Ok().content_type("application/json").body(body.clone())
+    })
 }
 
 pub const METRICS: &str = r##"{

@@ -17,13 +17,13 @@ use super::error::{method_not_allowed, pretty_json};
 use super::openapi;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/")
-            .route(web::route().guard(guard::Options()).to(api_description))
-            .route(web::route().to(method_not_allowed)),
-    )
-    .route("/api-description", web::route().to(api_description))
-    .route("/token", web::route().to(token::rotate))
+    openapi::description_routes(cfg, || openapi::MANAGEMENT);
+    endpoints(cfg);
+}
+
+/// The API's own paths, without its description (a listener serving both APIs has its own).
+pub fn endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.route("/token", web::route().to(token::rotate))
     .service(
         web::resource("/models")
             .route(web::get().to(models::list))
@@ -35,7 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(models::describe))
             .route(web::put().to(workers::scale))
             .route(web::delete().to(models::unregister))
-            .route(web::route().guard(guard::Options()).to(api_description))
+            .route(web::route().guard(guard::Options()).to(|| openapi::describe(|| openapi::MANAGEMENT)))
             .route(web::route().to(method_not_allowed)),
     )
     .service(
@@ -48,12 +48,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(models::kserve_readiness))
             .route(web::route().to(method_not_allowed)),
     );
-}
-
-async fn api_description() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(openapi::MANAGEMENT)
 }
 
 /// TorchServe's `{"status": "..."}` answer.
