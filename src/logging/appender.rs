@@ -232,11 +232,14 @@ fn gz(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Gzips a rolled file. At the fastest level: a busy server rolls a 100 MB file every few seconds
+/// and this runs on the cores that serve; level 1 is several times faster than the default
+/// for a somewhat larger file (log text still shrinks about tenfold).
 fn compress(path: &Path) {
     let compressed = (|| -> std::io::Result<()> {
         let mut input = File::open(path)?;
         let output = File::create(gz(path))?;
-        let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
+        let mut encoder = flate2::write::GzEncoder::new(std::io::BufWriter::new(output), flate2::Compression::fast());
         std::io::copy(&mut input, &mut encoder)?;
         encoder.finish()?;
         Ok(())
