@@ -42,6 +42,7 @@ struct Keys {
 /// The keys in use and where they are written.
 pub struct Tokens {
     keys: ArcSwap<Keys>,
+    rotation: std::sync::Mutex<()>,
     file: PathBuf,
     lifetime: Duration,
 }
@@ -56,6 +57,7 @@ impl Tokens {
         };
         let tokens = Self {
             keys: ArcSwap::from_pointee(keys),
+            rotation: std::sync::Mutex::new(()),
             file: dir.join(KEY_FILE),
             lifetime,
         };
@@ -86,6 +88,9 @@ impl Tokens {
     /// A new key for `kind` (management or inference), with a new expiry; the key file is
     /// rewritten. Blocking (file I/O).
     pub fn rotate(&self, kind: TokenKind) -> std::io::Result<()> {
+        // One rotation at a time, from reading the keys to writing the file: two at once would
+        // each store a copy holding only its own new key, and one would be lost.
+        let _one_at_a_time = self.rotation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut keys = Keys::clone(&self.keys.load());
         match kind {
             TokenKind::Management => keys.management = new_key(self.lifetime)?,
@@ -100,7 +105,6 @@ impl Tokens {
     /// nanoseconds, readable by its owner only.
     fn write_file(&self) -> std::io::Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
 
         let keys = self.keys.load();
         let instant = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
@@ -110,18 +114,14 @@ impl Tokens {
             "API": {"key": keys.api},
         });
         let text = serde_json::to_string_pretty(&body).map_err(std::io::Error::other)?;
-        // Written beside and renamed into place: a reader never sees half a file, and the file
-        // is never readable by others, not even for a moment.
-        let partial = self.file.with_extension("json.partial");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)?;
-        file.write_all(text.as_bytes())?;
-        drop(file);
-        std::fs::rename(&partial, &self.file)
+        // Written to a new file of our own beside it (created exclusively, 0600, never an
+        // existing file or link someone else put there) and renamed into place: a reader never
+        // sees half a file, and the keys are never readable by others, not even for a moment.
+        let dir = self.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut partial = tempfile::Builder::new().prefix(".key_file-").tempfile_in(dir)?;
+        partial.write_all(text.as_bytes())?;
+        partial.persist(&self.file).map_err(|e| e.error)?;
+        Ok(())
     }
 }
 
@@ -191,5 +191,26 @@ mod tests {
         assert!(tokens.check(TokenKind::Api, Some(&format!("Bearer {}", read("API")))), "the API key never expires");
         tokens.rotate(TokenKind::Inference).unwrap();
         assert_ne!(read("inference"), inference);
+    }
+
+    #[test]
+    fn rotations_at_once_lose_no_key_and_leave_no_stray_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Tokens::start(dir.path(), Duration::from_secs(3600)).unwrap();
+        for _ in 0..50 {
+            std::thread::scope(|scope| {
+                scope.spawn(|| tokens.rotate(TokenKind::Management).unwrap());
+                scope.spawn(|| tokens.rotate(TokenKind::Inference).unwrap());
+            });
+            // The file holds the keys in use, both of them.
+            let keys: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap()).unwrap();
+            for (kind, name) in [(TokenKind::Management, "management"), (TokenKind::Inference, "inference")] {
+                let key = keys[name]["key"].as_str().unwrap();
+                assert!(tokens.check(kind, Some(&format!("Bearer {key}"))), "{name}");
+            }
+        }
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, [KEY_FILE], "no partial files left");
     }
 }

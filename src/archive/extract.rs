@@ -46,7 +46,7 @@ impl Budget<'_> {
     fn copy(&mut self, content: &mut impl Read, out_path: &Path) -> Result<(), ArchiveError> {
         let mut out = std::fs::File::create(out_path).map_err(|source| io(self.archive, source))?;
         let allowed = self.limits.max_bytes - self.bytes;
-        let copied = std::io::copy(&mut content.take(allowed + 1), &mut out)
+        let copied = std::io::copy(&mut content.take(allowed.saturating_add(1)), &mut out)
             .map_err(|e| corrupt(self.archive, format!("{}: {e}", out_path.display())))?;
         self.bytes += copied;
         if copied > allowed {

@@ -25,10 +25,12 @@ pub fn fetch_into_store(store: &Path, url: &str, allowed: &[Regex], max_bytes: u
     if url.is_empty() {
         return Err(ArchiveError::EmptyUrl);
     }
-    if url.contains("..") {
+    let lower = url.to_ascii_lowercase();
+    // `%2e` too: the URL parser decodes `%2e%2e` to `..` and resolves it, which would walk out
+    // of the folder that `allowed_urls` names. No archive URL needs an encoded dot.
+    if url.contains("..") || lower.contains("%2e") {
         return Err(ArchiveError::PathEscapesStore(url.to_string()));
     }
-    let lower = url.to_ascii_lowercase();
     let is_url = ["http://", "https://", "file://"].iter().any(|scheme| lower.starts_with(scheme));
     if !is_url {
         // Checked before looking at the disk, so nothing outside the store can be probed.
@@ -76,9 +78,14 @@ fn download(url: &str, target: &Path, max_bytes: u64) -> Result<(), ArchiveError
         reason,
     };
     let mut source: Box<dyn Read> = match url.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("file://") => Box::new(
-            std::fs::File::open(&url[7..]).map_err(|e| failed(e.to_string()))?,
-        ),
+        Some(scheme) if scheme.eq_ignore_ascii_case("file://") => {
+            let path = Path::new(&url[7..]);
+            // Only a regular file: a FIFO or a device would block the call or never end.
+            if !std::fs::metadata(path).map_err(|e| failed(e.to_string()))?.is_file() {
+                return Err(failed("not a regular file".into()));
+            }
+            Box::new(std::fs::File::open(path).map_err(|e| failed(e.to_string()))?)
+        }
         _ => {
             // No redirects: allowed_urls was checked against this URL, not wherever a redirect
             // would lead. Timeouts, so a stalled server cannot hold the register call forever.
@@ -159,5 +166,25 @@ mod tests {
         let only_local = vec![Regex::new("(?i)^(?:http://127\\.0\\.0\\.1.*)$").unwrap()];
         let err = fetch_into_store(store.path(), "https://example.com/m.mar", &only_local, u64::MAX).unwrap_err();
         assert_eq!(err.to_string(), "Given URL https://example.com/m.mar does not match any allowed URL(s)");
+    }
+
+    #[test]
+    fn encoded_dots_and_special_files_are_refused_before_any_download() {
+        let store = tempfile::tempdir().unwrap();
+        let public = vec![Regex::new("(?i)^(?:https://models\\.example\\.com/public/.*)$").unwrap()];
+        for url in [
+            "https://models.example.com/public/%2e%2e/private/m.mar",
+            "https://models.example.com/public/.%2E/private/m.mar",
+            "https://models.example.com/public/../private/m.mar",
+        ] {
+            let err = fetch_into_store(store.path(), url, &public, u64::MAX).unwrap_err();
+            assert!(matches!(err, ArchiveError::PathEscapesStore(_)), "{url}: {err}");
+        }
+        let fifo = tempfile::tempdir().unwrap();
+        let path = fifo.path().join("pipe.mar");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = fetch_into_store(store.path(), &format!("file://{}", path.display()), &default_allowed(), u64::MAX).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert_eq!(std::fs::read_dir(store.path()).unwrap().count(), 0);
     }
 }

@@ -301,6 +301,9 @@ impl Config {
             ConfigSource::File(path) | ConfigSource::Snapshot(path) => properties::read_file(path)?,
             ConfigSource::Defaults => BTreeMap::new(),
         };
+        // TorchServe's order: the file, then the command line, then (when enabled) the
+        // environment, which wins over both.
+        apply_command_line(&mut props, cli);
         apply_environment(&mut props, |name| std::env::var(name).ok());
         let mut config = Self::from_properties(&props, detected_gpus)?;
         config.source = source;
@@ -309,14 +312,6 @@ impl Config {
             std::env::var_os("METRICS_LOCATION").map_or_else(|| PathBuf::from("logs"), PathBuf::from);
         config.log_config = cli.log_config.clone();
         config.snapshots = !cli.no_config_snapshots;
-        if let Some(store) = &cli.model_store {
-            config.model_store = Some(store.clone());
-        }
-        if !cli.models.is_empty() {
-            config.load_models = split_model_list(&cli.models);
-        }
-        config.enable_model_api |= cli.enable_model_api;
-        config.disable_token_authorization |= cli.disable_token_auth;
         Ok(config)
     }
 
@@ -465,6 +460,36 @@ impl Config {
 /// (`TS_INFERENCE_ADDRESS`, `TS_DISABLE_TOKEN_AUTHORIZATION`, ...), and the environment wins, as
 /// in TorchServe; `TS_ALLOWED_URLS` only with `use_env_allowed_urls=true`, since a URL
 /// allow-list set from the environment is a way around the file.
+/// The keys the command line sets, as TorchServe's ConfigManager sets them: the model store and
+/// models replace the file's; the model API and token switches can only turn things on/off.
+fn apply_command_line(props: &mut BTreeMap<String, String>, cli: &CliOverrides) {
+    if let Some(store) = &cli.model_store {
+        props.insert("model_store".into(), store.to_string_lossy().into_owned());
+    }
+    if !cli.models.is_empty() {
+        props.insert("load_models".into(), cli.models.join(","));
+    }
+    if cli.enable_model_api {
+        props.insert("enable_model_api".into(), "true".into());
+    }
+    if cli.disable_token_auth {
+        props.insert("disable_token_authorization".into(), "true".into());
+    }
+}
+
+/// TorchServe keys that have no `TS_` variable in TorchServe, so the environment cannot set them.
+const NOT_FROM_ENVIRONMENT: &[&str] = &[
+    "enable_envvars_config",
+    "use_env_allowed_urls",
+    "model_snapshot",
+    "models",
+    "python",
+    "metric_time_interval",
+    "system_metrics_cmd",
+    "use_native_io",
+    "io_ratio",
+];
+
 fn apply_environment(props: &mut BTreeMap<String, String>, lookup: impl Fn(&str) -> Option<String>) {
     let enabled = |props: &BTreeMap<String, String>, key: &str| {
         props.get(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -474,7 +499,7 @@ fn apply_environment(props: &mut BTreeMap<String, String>, lookup: impl Fn(&str)
     }
     let env_allowed_urls = enabled(props, "use_env_allowed_urls");
     for key in SUPPORTED_KEYS.iter().chain(TORCHSERVE_KEYS_NOT_IN_EFFECT) {
-        if *key == "allowed_urls" && !env_allowed_urls {
+        if (*key == "allowed_urls" && !env_allowed_urls) || NOT_FROM_ENVIRONMENT.contains(key) {
             continue;
         }
         if let Some(value) = lookup(&format!("TS_{}", key.to_ascii_uppercase())) {
@@ -650,9 +675,31 @@ mod tests {
         assert_eq!(on["inference_address"], "http://0.0.0.0:9999", "the environment wins");
         assert_eq!(on["disable_token_authorization"], "true");
         assert!(!on.contains_key("allowed_urls"), "not without use_env_allowed_urls");
+        let mut snapshot = props(&[("enable_envvars_config", "true")]);
+        apply_environment(&mut snapshot, |name| (name == "TS_MODEL_SNAPSHOT").then(|| "{}".to_string()));
+        assert!(!snapshot.contains_key("model_snapshot"), "TorchServe has no TS_MODEL_SNAPSHOT");
         let mut urls = props(&[("enable_envvars_config", "true"), ("use_env_allowed_urls", "true")]);
         apply_environment(&mut urls, env);
         assert_eq!(urls["allowed_urls"], "http://evil/.*");
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_command_line_as_in_torchserve() {
+        let cli = CliOverrides {
+            disable_token_auth: true,
+            model_store: Some(PathBuf::from("/cli/store")),
+            models: vec!["a.mar".into(), "b.mar".into()],
+            ..CliOverrides::default()
+        };
+        let mut plain = props(&[("model_store", "/file/store")]);
+        apply_command_line(&mut plain, &cli);
+        apply_environment(&mut plain, |_| Some("x".into()));
+        assert_eq!(plain["model_store"], "/cli/store", "the command line over the file");
+        assert_eq!(plain["load_models"], "a.mar,b.mar");
+        let mut enabled = props(&[("enable_envvars_config", "true")]);
+        apply_command_line(&mut enabled, &cli);
+        apply_environment(&mut enabled, |name| (name == "TS_DISABLE_TOKEN_AUTHORIZATION").then(|| "false".into()));
+        assert_eq!(enabled["disable_token_authorization"], "false", "the environment over the command line");
     }
 
     #[test]

@@ -97,8 +97,20 @@ pub fn resize_shorter_side(image: RgbImage, size: u32) -> Result<RgbImage, Model
     if short == size {
         return Ok(image);
     }
+    if short == 0 {
+        return Err(ModelError::BadInput(format!("image has no pixels ({width}×{height})")));
+    }
     // Same float arithmetic as Python's `int(size * long / short)`.
-    let new_long = (f64::from(size) * f64::from(long) / f64::from(short)) as u32;
+    let new_long = f64::from(size) * f64::from(long) / f64::from(short);
+    // A thin strip that passes the pixel limit (1×89,000,000) would become billions of pixels
+    // once its short side is scaled up; refuse it rather than ask for that memory.
+    if new_long * f64::from(size) > MAX_IMAGE_PIXELS as f64 {
+        return Err(ModelError::BadInput(format!(
+            "image of {width}×{height} pixels is too elongated: resized to a shorter side of {size} it \
+             would exceed {MAX_IMAGE_PIXELS} pixels"
+        )));
+    }
+    let new_long = new_long as u32;
     let (new_width, new_height) = if width <= height {
         (size, new_long)
     } else {
@@ -201,6 +213,15 @@ mod tests {
         let err = decode_rgb(&jpeg(100, 100), Some(9_999)).unwrap_err();
         assert!(err.to_string().contains("exceeds limit of 9999 pixels"), "{err}");
         assert!(decode_rgb(&jpeg(100, 100), None).is_ok(), "no limit");
+    }
+
+    #[test]
+    fn images_too_thin_or_empty_to_resize_are_refused() {
+        let err = resize_shorter_side(RgbImage::new(1, 400_000), 256).unwrap_err();
+        assert!(err.to_string().contains("too elongated"), "{err}");
+        let err = resize_shorter_side(RgbImage::new(0, 5), 256).unwrap_err();
+        assert!(err.to_string().contains("no pixels"), "{err}");
+        assert_eq!(resize_shorter_side(RgbImage::new(100, 300), 256).unwrap().dimensions(), (256, 768));
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub async fn check(
     let needed = request
         .app_data::<web::Data<AppState>>()
         .and_then(|state| Some((state.tokens.clone()?, state.api)))
-        .and_then(|(tokens, api)| Some((tokens, key_for(api, request.method(), request.path())?)));
+        // The percent-decoded path, as the router sees it: on a listener serving both APIs,
+        // `/%6Dodels` must need the management key, since it routes to `/models`.
+        .and_then(|(tokens, api)| Some((tokens, key_for(api, request.method(), request.match_info().as_str())?)));
     if let Some((tokens, kind)) = needed {
         let header = request.headers().get("Authorization").and_then(|v| v.to_str().ok());
         if !tokens.check(kind, header) {

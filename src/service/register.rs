@@ -107,6 +107,10 @@ fn build_spec(
     config: &Config,
     metrics: &Arc<Metrics>,
 ) -> Result<ModelSpec, ServiceError> {
+    // A name given with the request is checked before anything is downloaded or unpacked.
+    if let Some(name) = &request.name {
+        check_name("model name", name)?;
+    }
     let entry = fetch_into_store(store, &request.url, &config.allowed_urls, config.archive_limits.max_bytes)?;
     let origin = ModelOrigin {
         url: request.url.clone(),

@@ -239,9 +239,37 @@ fn equal_addresses_serve_both_apis_on_one_listener() {
     assert!(description["paths"]["/ping"].is_object() && description["paths"]["/models"].is_object(), "{description}");
 }
 
-/// A PNG whose header declares 20000×20000 pixels, 400 million: 1.2 GB once decoded, from a few
-/// hundred bytes.
-fn bomb_png() -> Vec<u8> {
+#[test]
+fn on_one_listener_each_path_needs_its_own_apis_key_however_it_is_spelled() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:{port}\n\
+         metrics_address=http://127.0.0.1:0\ndefault_workers_per_model=1\nenable_model_api=true\n"
+    );
+    let dir = prepare(&["mlp.mar"], &config);
+    let server = TestServer::spawn_in(dir.path(), &args("mlp.mar")).unwrap();
+    let keys = keys(dir.path());
+    let (inference, management) = (keys["inference"]["key"].as_str(), keys["management"]["key"].as_str());
+    let (input, _) = &mlp_cases()[0];
+    let predict = |key: Option<&str>| {
+        let request = ureq::post(&server.url("/predictions/mlp")).set("Authorization", &format!("Bearer {}", key.unwrap_or("")));
+        Reply::from(request.send_bytes(input.to_string().as_bytes()))
+    };
+    assert_eq!(predict(inference).status, 200);
+    assert_eq!(predict(management).error(400).1, REFUSED);
+    assert_eq!(with_key("GET", &server.url("/models"), management).status, 200);
+    // The inference key manages nothing, whether the path is written plainly or percent-encoded.
+    for path in ["/models", "/%6Dodels", "/%6d%6f%64%65%6c%73", "/models/mlp", "/%6Dodels/mlp"] {
+        assert_eq!(with_key("GET", &server.url(path), inference).error(400).1, REFUSED, "{path}");
+        assert_eq!(with_key("DELETE", &server.url(path), inference).error(400).1, REFUSED, "{path}");
+    }
+    assert_eq!(with_key("GET", &server.url("/%6Dodels/mlp"), management).status, 200, "the encoded path routes to /models/mlp");
+    assert_eq!(predict(inference).status, 200, "the model is still there");
+}
+
+/// A black RGB PNG of `width`×`height` whose data holds the first `rows` rows: with fewer rows
+/// than the height, a decompression bomb (a few hundred bytes declaring gigabytes).
+fn black_png(width: u32, height: u32, rows: usize) -> Vec<u8> {
     fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
         let mut crc = flate2::Crc::new();
         crc.update(kind);
@@ -249,13 +277,18 @@ fn bomb_png() -> Vec<u8> {
         [&(data.len() as u32).to_be_bytes()[..], kind, data, &crc.sum().to_be_bytes()].concat()
     }
     let mut header = Vec::new();
-    header.extend_from_slice(&20_000u32.to_be_bytes());
-    header.extend_from_slice(&20_000u32.to_be_bytes());
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
     header.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut rows = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    rows.write_all(&vec![0u8; 60_001 * 10]).unwrap();
-    let data = rows.finish().unwrap();
+    let mut data = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    data.write_all(&vec![0u8; (1 + 3 * width as usize) * rows]).unwrap();
+    let data = data.finish().unwrap();
     [&b"\x89PNG\r\n\x1a\n"[..], &chunk(b"IHDR", &header), &chunk(b"IDAT", &data), &chunk(b"IEND", b"")].concat()
+}
+
+/// 20000×20000 pixels, 400 million: 1.2 GB once decoded, from a few hundred bytes.
+fn bomb_png() -> Vec<u8> {
+    black_png(20_000, 20_000, 10)
 }
 
 #[test]
@@ -265,6 +298,8 @@ fn hostile_requests_are_refused_and_the_server_keeps_serving() {
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
         ("bomb PNG", "/predictions/resnet18", bomb_png(), 400, "exceeds limit of 89478485 pixels"),
         ("truncated JPEG", "/predictions/resnet18", photo[..photo.len() - 500].to_vec(), 400, "truncated"),
+        // Under the pixel limit, but 1×400,000 resized to a shorter side of 256 is 26 billion.
+        ("a thin strip", "/predictions/resnet18", black_png(1, 400_000, 400_000), 400, "too elongated"),
         ("corrupt JPEG", "/predictions/resnet18", [&photo[..600], &vec![0x55; 2000][..]].concat(), 400, ""),
         ("truncated PNG", "/predictions/resnet18", bomb_png()[..40].to_vec(), 400, ""),
         ("not an image", "/predictions/resnet18", b"GIF89a but not really".to_vec(), 400, ""),
