@@ -96,6 +96,12 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
     warn_about_exposure(&config);
     // One listener for both APIs when their addresses are equal, as TorchServe does.
     let shared = config.inference_address.same_listener(&config.management_address);
+    if shared && config.inference_address.tls != config.management_address.tls {
+        anyhow::bail!(
+            "inference_address and management_address are the same port, {}, but only one of them is https",
+            config.inference_address
+        );
+    }
     let apis: &[Api] = match (shared, config.enable_metrics_api) {
         (true, true) => &[Api::Both, Api::Metrics],
         (true, false) => &[Api::Both],

@@ -192,7 +192,8 @@ fn unpack_dir() -> std::io::Result<tempfile::TempDir> {
 }
 
 /// Removes what killed tserve processes left in the temporary folder: unpacked archives and
-/// worker socket folders whose process is gone. Returns how many were removed.
+/// worker socket folders whose process is gone. Returns how many were removed. (Liveness is
+/// `/proc/<pid>`: servers in other pid namespaces sharing one TMPDIR should each have their own.)
 pub fn remove_leftovers() -> usize {
     let temp = std::env::temp_dir();
     let Ok(entries) = std::fs::read_dir(&temp) else { return 0 };
@@ -205,6 +206,15 @@ pub fn remove_leftovers() -> usize {
             .or_else(|| name.strip_prefix(".tserve-"))
             .and_then(|pid| pid.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
+        // Only this user's own folders (never a link), and only when no process has that pid:
+        // a pid in use, even by another program, keeps its folder.
+        let ours = entry.path().symlink_metadata().is_ok_and(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            meta.is_dir() && meta.uid() == nix::unistd::geteuid().as_raw()
+        });
+        if !ours {
+            continue;
+        }
         let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
         if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
             removed += 1;

@@ -186,7 +186,7 @@ fn every_listener_serves_tls_with_the_configured_certificate() {
 }
 
 #[test]
-fn a_keystore_or_half_a_key_pair_stops_start_up_clearly() {
+fn a_keystore_half_a_key_pair_or_mixed_schemes_stop_start_up_clearly() {
     let dir = prepare(&[], "inference_address=https://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nkeystore=keystore.p12\n");
     let (code, output) = match TestServer::spawn_in(dir.path(), &args("")) {
         Err(failure) => failure,
@@ -197,6 +197,10 @@ fn a_keystore_or_half_a_key_pair_stops_start_up_clearly() {
     let dir = prepare(&[], "inference_address=https://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nprivate_key_file=key.pem\n");
     let (_, output) = TestServer::spawn_in(dir.path(), &args("")).err().unwrap();
     assert!(output.contains("needs both private_key_file and certificate_file"), "{output}");
+    // One port cannot speak both http and https.
+    let dir = prepare(&[], "inference_address=https://127.0.0.1:18123\nmanagement_address=http://127.0.0.1:18123\n");
+    let (_, output) = TestServer::spawn_in(dir.path(), &args("")).err().unwrap();
+    assert!(output.contains("only one of them is https"), "{output}");
 }
 
 #[test]
