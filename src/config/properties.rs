@@ -16,15 +16,29 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
 }
 
 /// Parses properties text read from `path` (named in errors), resolving `$$NAME$$` with `lookup`.
+/// Bytes are characters as Java's `Properties.load(InputStream)` reads them (ISO-8859-1, which
+/// TorchServe uses); they reach the parser as UTF-8, which also keeps it away from a panic it has
+/// on a stream that ends inside what could be a byte-order mark (a lone `0xEF`).
 pub fn parse(
-    text: impl std::io::Read,
+    mut text: impl std::io::Read,
     path: &Path,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
-    let raw = java_properties::read(text).map_err(|e| ConfigError::Parse {
+    let mut bytes = Vec::new();
+    text.read_to_end(&mut bytes).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
+    let latin1: String = bytes.iter().map(|&byte| char::from(byte)).collect();
+    let mut raw = BTreeMap::new();
+    java_properties::PropertiesIter::new_with_encoding(latin1.as_bytes(), encoding_rs::UTF_8)
+        .read_into(|key, value| {
+            raw.insert(key, value);
+        })
+        .map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     raw.into_iter()
         .map(|(key, value)| Ok((key, substitute_env(&value, &lookup)?)))
         .collect()
@@ -63,6 +77,14 @@ mod tests {
     fn replaces_env_references() {
         let value = substitute_env("http://0.0.0.0:$$PORT$$", lookup).unwrap();
         assert_eq!(value, "http://0.0.0.0:9090");
+    }
+
+    #[test]
+    fn bytes_are_latin1_as_in_java_and_a_lone_bom_byte_is_harmless() {
+        let props = parse(&b"a=caf\xe9\n\xef"[..], Path::new("c"), lookup).unwrap();
+        assert_eq!(props["a"], "caf\u{e9}");
+        assert_eq!(props["\u{ef}"], "");
+        assert!(parse(&b"\xef"[..], Path::new("c"), lookup).is_ok());
     }
 
     #[test]
