@@ -214,26 +214,27 @@ fn the_torchserve_quick_start_with_an_eager_densenet161() {
     }
 }
 
+/// A built-in Python handler's answer for the test photo, served from `<model>.mar`, next to what
+/// TorchServe's own handler answered for it at fixture time (`<expected>.json`).
+fn built_in_answer(model: &str, expected: &str) -> (Value, Value) {
+    let server = TestServer::start(&[&format!("{model}.mar")], "");
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let reply = server.post(&format!("/predictions/{model}"), &photo);
+    assert_eq!(reply.status, 200, "{}", reply.body.chars().take(300).collect::<String>());
+    let expected = serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{expected}.json"))).unwrap()).unwrap();
+    (reply.json(), expected)
+}
+
 #[test]
 fn image_segmenter_a_python_built_in_handler_answers_as_torchserve() {
-    let server = TestServer::start(&["py_segmenter.mar"], "");
-    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
-    let reply = server.post("/predictions/py_segmenter", &photo);
-    assert_eq!(reply.status, 200, "{}", reply.body.chars().take(300).collect::<String>());
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("segmenter_expected.json")).unwrap()).unwrap();
-    let answer = reply.json();
+    let (answer, expected) = built_in_answer("py_segmenter", "segmenter_expected");
     assert_eq!(answer.as_array().unwrap().len(), 224);
     assert_close(&answer, &expected, 1e-4);
 }
 
 #[test]
 fn object_detector_a_python_built_in_handler_answers_as_torchserve() {
-    let server = TestServer::start(&["py_detector.mar"], "");
-    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
-    let reply = server.post("/predictions/py_detector", &photo);
-    assert_eq!(reply.status, 200, "{}", reply.body.chars().take(300).collect::<String>());
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture("detector_expected.json")).unwrap()).unwrap();
-    let answer = reply.json();
+    let (answer, expected) = built_in_answer("py_detector", "detector_expected");
     // Boxes named by index_to_name.json, each with its score; those under 0.5 left out.
     let labels: Vec<&str> = answer
         .as_array()
