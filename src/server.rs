@@ -92,7 +92,13 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
     if leftovers > 0 {
         log::info!("removed {leftovers} unpacked archives left by tserve processes that were killed");
     }
-    let tokens = start_token_authorization(&config)?;
+    // The key file is written off the async thread the actors share.
+    let tokens = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || start_token_authorization(&config))
+            .await
+            .context("Token Authorization setup unsuccessful")??
+    };
     warn_about_exposure(&config);
     // One listener for both APIs when their addresses are equal, as TorchServe does.
     let shared = config.inference_address.same_listener(&config.management_address);
