@@ -30,16 +30,19 @@ pub struct Args {
     /// Model store folder holding the archives to serve.
     #[arg(long = "model-store", value_name = "MODEL_STORE")]
     pub model_store: Option<PathBuf>,
-    /// Workflow store folder (accepted for compatibility; workflows are not served).
+    /// Workflow store folder (accepted for compatibility, without effect: workflows are not
+    /// served yet; start-up says so).
     #[arg(long = "workflow-store", value_name = "WORKFLOW_STORE")]
     pub workflow_store: Option<PathBuf>,
     /// Models to load at start-up: `file.mar`, `name=file.mar`, or `all`.
     #[arg(long, num_args = 1.., value_name = "MODEL_PATH1 MODEL_NAME=MODEL_PATH2")]
     pub models: Vec<String>,
-    /// Logging configuration file (accepted for compatibility; RUST_LOG sets the log level).
+    /// Logging configuration: a log4j2 XML whose file names, sizes, rollover counts and levels
+    /// are honoured (tserve writes TorchServe's line patterns).
     #[arg(long = "log-config", value_name = "LOG_CONFIG")]
     pub log_config: Option<PathBuf>,
-    /// C++ backend logging configuration (accepted for compatibility).
+    /// C++ backend logging configuration (accepted for compatibility, without effect: tserve has
+    /// no C++ backend; start-up says so).
     #[arg(long = "cpp-log-config", value_name = "CPP_LOG_CONFIG")]
     pub cpp_log_config: Option<PathBuf>,
     /// Stay attached to the terminal instead of running in the background.
@@ -48,7 +51,8 @@ pub struct Args {
     /// Neither write config snapshots nor restore from them.
     #[arg(long = "no-config-snapshots", visible_alias = "ncs")]
     pub no_config_snapshots: bool,
-    /// Plugin folder (accepted for compatibility; tserve has no plugins).
+    /// Plugin folder (accepted for compatibility, without effect: tserve has no Java plugins;
+    /// start-up says so).
     #[arg(long = "plugins-path", visible_alias = "ppath", value_name = "PLUGINS_PATH")]
     pub plugins_path: Option<PathBuf>,
     /// Turn token authorization off.
@@ -69,7 +73,20 @@ impl Args {
             no_config_snapshots: self.no_config_snapshots,
             log_config: self.log_config.clone(),
             disable_token_auth: self.disable_token_auth,
+            flags_without_effect: self.flags_without_effect(),
         }
+    }
+
+    /// The TorchServe flags given that tserve accepts without effect, for one start-up warning.
+    fn flags_without_effect(&self) -> Vec<&'static str> {
+        [
+            ("--workflow-store", self.workflow_store.is_some()),
+            ("--cpp-log-config", self.cpp_log_config.is_some()),
+            ("--plugins-path", self.plugins_path.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
     }
 }
 
@@ -88,6 +105,7 @@ mod tests {
         assert!(args.start && args.no_config_snapshots && args.foreground);
         assert_eq!(args.models, vec!["a.mar", "b=c.mar"]);
         assert!(Args::try_parse_from(["tserve", "--dt"]).unwrap().disable_token_auth);
+        assert_eq!(args.config_overrides().flags_without_effect, vec!["--plugins-path"]);
     }
 
     #[test]

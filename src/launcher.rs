@@ -121,7 +121,7 @@ fn check_start_arguments(args: &Args) -> Result<(), String> {
         ConfigError::FileNotFound(path) => format!("--ts-config file not found: {}", path.display()),
         other => other.to_string(),
     })?;
-    match &config.model_store {
+    match &config.models.store {
         None => return Err("Missing mandatory parameter --model-store".into()),
         Some(store) if !store.is_dir() => {
             return Err(format!("--model-store directory not found: {}", store.display()))

@@ -25,10 +25,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// TorchServe's log files, where `--log-config` or `LOG_LOCATION`/`METRICS_LOCATION` say.
 fn start_log_files(config: &Config) -> anyhow::Result<()> {
-    let log_config = match &config.log_config {
+    let log_config = match &config.monitoring.log_config {
         Some(path) => {
             let xml = std::fs::read_to_string(path).with_context(|| format!("cannot read --log-config {}", path.display()))?;
-            let parsed = LogConfig::from_log4j2(&xml, &config.log_location, &config.metrics_location)
+            let parsed = LogConfig::from_log4j2(&xml, &config.monitoring.log_location, &config.monitoring.metrics_location)
                 .map_err(|e| anyhow::anyhow!("cannot use --log-config {}: {e}", path.display()))?;
             log::info!(
                 "Log config {}: file names, sizes, rollover counts and levels are honoured; layouts \
@@ -37,7 +37,7 @@ fn start_log_files(config: &Config) -> anyhow::Result<()> {
             );
             parsed
         }
-        None => LogConfig::defaults(&config.log_location, &config.metrics_location),
+        None => LogConfig::defaults(&config.monitoring.log_location, &config.monitoring.metrics_location),
     };
     logging::start_files(log_config).map_err(anyhow::Error::msg)
 }
@@ -45,7 +45,7 @@ fn start_log_files(config: &Config) -> anyhow::Result<()> {
 /// The metrics TorchServe's `metrics.yaml` (or `metrics_config`) defines, in `metrics_mode`, and
 /// the system metrics collector.
 fn start_metrics(config: &Config) -> anyhow::Result<Arc<Metrics>> {
-    let definitions = match &config.metrics_config {
+    let definitions = match &config.monitoring.metrics_config {
         Some(path) => {
             let yaml = std::fs::read_to_string(path).with_context(|| format!("cannot read metrics_config {}", path.display()))?;
             MetricsConfig::parse(&yaml).map_err(|e| anyhow::anyhow!("invalid metrics_config {}: {e}", path.display()))?
@@ -53,13 +53,13 @@ fn start_metrics(config: &Config) -> anyhow::Result<Arc<Metrics>> {
         None => MetricsConfig::default_list(),
     };
     let metrics = Metrics::new(MetricsSettings {
-        mode: config.metrics_mode,
+        mode: config.monitoring.metrics_mode,
         definitions,
-        auto_detect: config.model_metrics_auto_detect,
+        auto_detect: config.monitoring.model_metrics_auto_detect,
         hostname: crate::metrics::hostname(),
     });
-    if !config.disable_system_metrics {
-        crate::metrics::system::start(metrics.clone(), config.metric_time_interval);
+    if !config.monitoring.disable_system_metrics {
+        crate::metrics::system::start(metrics.clone(), config.monitoring.metric_time_interval);
     }
     Ok(metrics)
 }
@@ -70,11 +70,11 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
         ConfigSource::Snapshot(path) => log::info!("Restoring config snapshot {}", path.display()),
         ConfigSource::Defaults => log::info!("No config file; using defaults"),
     }
-    Config::log_ignored_keys(&config.properties);
+    config.log_notices();
     log::info!(
         "Number of GPUs: {}, default workers per model: {}",
-        config.number_of_gpu,
-        config.default_workers_per_model
+        config.models.gpus,
+        config.models.workers
     );
     // Registered before anything is announced, so a stop request can never find the default
     // (fatal) signal action in place.
@@ -83,7 +83,7 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
 
     let snapshots = config.snapshots.then(|| snapshot_writer(&config));
     let models = Models::start(config.clone(), snapshots, metrics);
-    match config.model_snapshot() {
+    match config.model_snapshot.as_deref() {
         Some(json) => models.restore_snapshot(json).await?,
         None => models.load_startup_models().await,
     }
@@ -101,14 +101,14 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
     };
     warn_about_exposure(&config);
     // One listener for both APIs when their addresses are equal, as TorchServe does.
-    let shared = config.inference_address.same_listener(&config.management_address);
-    if shared && config.inference_address.tls != config.management_address.tls {
+    let shared = config.listeners.inference.same_listener(&config.listeners.management);
+    if shared && config.listeners.inference.tls != config.listeners.management.tls {
         anyhow::bail!(
             "inference_address and management_address are the same port, {}, but only one of them is https",
-            config.inference_address
+            config.listeners.inference
         );
     }
-    let apis: &[Api] = match (shared, config.enable_metrics_api) {
+    let apis: &[Api] = match (shared, config.listeners.metrics_api) {
         (true, true) => &[Api::Both, Api::Metrics],
         (true, false) => &[Api::Both],
         (false, true) => &[Api::Inference, Api::Management, Api::Metrics],
@@ -155,10 +155,10 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
 
 /// Token authorization, unless it is turned off: the keys, written to `key_file.json` here.
 fn start_token_authorization(config: &Config) -> anyhow::Result<Option<Arc<Tokens>>> {
-    if config.disable_token_authorization {
+    if config.security.disable_token_authorization {
         return Ok(None);
     }
-    let tokens = Tokens::start(Path::new("."), config.token_expiration).context("Token Authorization setup unsuccessful")?;
+    let tokens = Tokens::start(Path::new("."), config.security.token_expiration).context("Token Authorization setup unsuccessful")?;
     log::info!(
         "\n######\ntserve enforces token authorization by default, as TorchServe 0.12 does.\n\
          This requires the correct token to be provided when calling an API.\n\
@@ -172,15 +172,15 @@ fn start_token_authorization(config: &Config) -> anyhow::Result<Option<Arc<Token
 /// TorchServe's warning about `allowed_urls`, and a louder one of tserve's own for a listener
 /// beyond this machine without token authorization.
 fn warn_about_exposure(config: &Config) {
-    if !config.properties.contains_key("allowed_urls") {
+    if !config.security.allowed_urls_configured {
         log::warn!(
             "Your tserve instance can access any URL to load models. When deploying to production, \
              make sure to limit the set of allowed_urls in config.properties (for example \
              allowed_urls=https://models\\.example\\.com/.*)"
         );
     }
-    if config.disable_token_authorization {
-        for address in [&config.inference_address, &config.management_address] {
+    if config.security.disable_token_authorization {
+        for address in [&config.listeners.inference, &config.listeners.management] {
             if !matches!(address.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
                 log::warn!(
                     "\n!!!!!!\nlistening on {address}, beyond this machine, with token authorization \
@@ -193,17 +193,5 @@ fn warn_about_exposure(config: &Config) {
 
 /// Snapshots carry the config as read plus what the command line decided.
 fn snapshot_writer(config: &Config) -> SnapshotWriter {
-    let mut properties = config.properties.clone();
-    if let Some(store) = &config.model_store {
-        properties.insert("model_store".into(), store.display().to_string());
-    }
-    properties.insert("number_of_gpu".into(), config.number_of_gpu.to_string());
-    properties.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    if let ConfigSource::File(path) | ConfigSource::Snapshot(path) = &config.source {
-        properties.insert("tsConfigFile".into(), path.display().to_string());
-    }
-    if config.enable_model_api {
-        properties.insert("enable_model_api".into(), "true".into());
-    }
-    SnapshotWriter::new(config.log_location.join("config"), properties)
+    SnapshotWriter::new(config.monitoring.log_location.join("config"), config.snapshot_properties())
 }

@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use crate::archive::{DeviceType, ModelConfig};
-use crate::config::ModelOverrides;
 
 /// TorchServe's defaults for what nothing sets.
 pub const DEFAULT_BATCH_SIZE: usize = 1;
@@ -34,6 +33,21 @@ pub struct ServerDefaults {
     pub job_queue_size: usize,
     pub response_timeout: Duration,
     pub startup_timeout: Duration,
+}
+
+/// A model version's entry in the `models=` key of config.properties, in TorchServe's units.
+/// (The service fills it from the config's entry: settings never read the config itself.)
+#[derive(Debug, Clone, Default)]
+pub struct ModelOverrides {
+    pub min_workers: Option<usize>,
+    pub max_workers: Option<usize>,
+    pub batch_size: Option<usize>,
+    /// Milliseconds.
+    pub max_batch_delay: Option<u64>,
+    /// Seconds.
+    pub response_timeout: Option<u64>,
+    /// Seconds.
+    pub startup_timeout: Option<u64>,
 }
 
 /// Settings given with the model rather than in its archive: a register call's parameters, or a

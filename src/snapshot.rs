@@ -4,7 +4,7 @@
 //! and at stop; the newest one is restored at start when no config file is named.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -167,23 +167,6 @@ impl SnapshotWriter {
     }
 }
 
-/// The newest snapshot in `dir`: the largest `yyyyMMddHHmmssSSS` prefix among `*.cfg` files.
-/// Files whose names do not start with such a timestamp are skipped (TorchServe crashes on them).
-pub fn latest(dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|entry| entry.path().is_file())
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stamp = name.strip_suffix(".cfg")?.split('-').next()?.to_string();
-            (stamp.len() == 17 && stamp.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| (stamp, entry.path()))
-        })
-        .max()
-        .map(|(_, path)| path)
-}
-
 /// Parses a `model_snapshot` value.
 pub fn parse(json: &str) -> Result<ModelSnapshot, String> {
     serde_json::from_str(json).map_err(|e| format!("invalid model_snapshot: {e}"))
@@ -223,7 +206,6 @@ mod tests {
         assert!(older < path, "names follow the order of the changes, not of the writes");
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         assert!(name.ends_with("-snapshot.cfg") && name.len() == 17 + "-snapshot.cfg".len(), "{name}");
-        assert_eq!(latest(&dir.path().join("config")), Some(path.clone()));
 
         let read = java_properties::read(std::fs::File::open(&path).unwrap()).unwrap();
         assert_eq!(read["job_queue_size"], "7");
@@ -233,15 +215,4 @@ mod tests {
         assert_eq!(snapshot.models["mlp"]["1.0"], entry(true));
     }
 
-    #[test]
-    fn latest_skips_foreign_files() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["20240101000000000-startup.cfg", "20240102000000000-snapshot.cfg", "notes-x.cfg", "2025.cfg"] {
-            std::fs::write(dir.path().join(name), "").unwrap();
-        }
-        assert_eq!(
-            latest(dir.path()).unwrap().file_name().unwrap(),
-            "20240102000000000-snapshot.cfg"
-        );
-    }
 }

@@ -8,22 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::ArchiveError;
 
-/// How much an archive may expand to.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_bytes: u64,
-    pub max_entries: usize,
-}
-
-impl Default for Limits {
-    /// Large enough for big TorchScript models, small enough to stop a bomb filling the disk.
-    fn default() -> Self {
-        Self {
-            max_bytes: 32 << 30,
-            max_entries: 100_000,
-        }
-    }
-}
+/// How much an archive may expand to (`archive_max_bytes`, `archive_max_entries`).
+pub use crate::config::ArchiveLimits as Limits;
 
 /// Counts entries and bytes against the limits while unpacking.
 struct Budget<'a> {

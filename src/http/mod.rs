@@ -54,10 +54,10 @@ impl AppState {
     pub fn new(models: Models, api: Api, tokens: Option<Arc<Tokens>>) -> Self {
         let config: &Config = models.config();
         let body_limits = BodyLimits {
-            max_bytes: config.max_request_size,
-            deadline: config.request_read_timeout,
+            max_bytes: config.listeners.max_request_size,
+            deadline: config.listeners.request_read_timeout,
         };
-        let (enable_model_api, cors) = (config.enable_model_api, config.cors.clone());
+        let (enable_model_api, cors) = (config.security.enable_model_api, config.security.cors.clone());
         Self {
             metrics: models.metrics().clone(),
             models,
@@ -83,10 +83,10 @@ pub struct Listener {
 pub fn bind_api(models: &Models, api: Api, tokens: Option<Arc<Tokens>>) -> Result<Listener, String> {
     let config = models.config();
     let (address, routes): (&ListenAddress, fn(&mut web::ServiceConfig)) = match api {
-        Api::Inference => (&config.inference_address, inference::routes),
-        Api::Management => (&config.management_address, management::routes),
-        Api::Both => (&config.inference_address, both_routes),
-        Api::Metrics => (&config.metrics_address, metrics::routes),
+        Api::Inference => (&config.listeners.inference, inference::routes),
+        Api::Management => (&config.listeners.management, management::routes),
+        Api::Both => (&config.listeners.inference, both_routes),
+        Api::Metrics => (&config.listeners.metrics, metrics::routes),
     };
     bind(models, address, api, routes, tokens)
 }
@@ -136,7 +136,7 @@ fn bind(
 ) -> Result<Listener, String> {
     let tokens = if api == Api::Metrics { None } else { tokens };
     let state = web::Data::new(AppState::new(models.clone(), api, tokens));
-    let threads = models.config().http_threads;
+    let threads = models.config().listeners.http_threads;
     let server = HttpServer::new(move || app(state.clone(), routes))
         .on_connect(disconnect::remember_socket)
         .workers(threads)
@@ -144,7 +144,7 @@ fn bind(
         .disable_signals();
     let cannot_listen = |e: std::io::Error| format!("cannot listen on {address}: {e}");
     let server = if address.tls {
-        let tls = tls::server_config(&models.config().tls, &address.host)?;
+        let tls = tls::server_config(&models.config().security.tls, &address.host)?;
         server
             .bind_rustls_0_23((address.host.as_str(), address.port), Arc::unwrap_or_clone(tls))
             .map_err(cannot_listen)?

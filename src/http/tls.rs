@@ -1,6 +1,7 @@
 //! TLS for `https://` listeners, with rustls: TorchServe's `private_key_file` and
 //! `certificate_file` (PEM); without them, a self-signed certificate made at start-up, as
-//! TorchServe makes one. TorchServe's `keystore` (PKCS#12) is refused with the way to convert it.
+//! TorchServe makes one. (TorchServe's `keystore`, PKCS#12, is refused by the configuration's key table,
+//! with the way to convert it.)
 
 use std::sync::Arc;
 
@@ -12,14 +13,6 @@ use crate::config::TlsSettings;
 
 /// The TLS configuration every `https://` listener serves with.
 pub fn server_config(settings: &TlsSettings, host: &str) -> Result<Arc<ServerConfig>, String> {
-    if let Some(keystore) = &settings.keystore {
-        return Err(format!(
-            "keystore {} (PKCS#12) is not supported: convert it to PEM, \
-             `openssl pkcs12 -in {0} -nocerts -nodes -out key.pem` and \
-             `openssl pkcs12 -in {0} -nokeys -out certs.pem`, and set private_key_file and certificate_file",
-            keystore.display()
-        ));
-    }
     let (chain, key) = match (&settings.private_key_file, &settings.certificate_file) {
         (Some(key), Some(certificates)) => {
             let chain = CertificateDer::pem_file_iter(certificates)

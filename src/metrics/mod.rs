@@ -30,24 +30,8 @@ use definitions::{Kind, MetricSpec, MetricsConfig};
 use format::HandlerMetric;
 use store::{Family, Series};
 
-/// `metrics_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Log,
-    Prometheus,
-    Legacy,
-}
-
-impl Mode {
-    pub fn parse(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "log" => Some(Mode::Log),
-            "prometheus" => Some(Mode::Prometheus),
-            "legacy" => Some(Mode::Legacy),
-            _ => None,
-        }
-    }
-}
+/// `metrics_mode`, as the configuration reads it.
+pub use crate::config::MetricsMode as Mode;
 
 /// The metrics `legacy` mode keeps in Prometheus (as counters).
 const LEGACY_PROMETHEUS: [&str; 3] = ["ts_inference_requests_total", "ts_inference_latency_microseconds", "ts_queue_latency_microseconds"];

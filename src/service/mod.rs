@@ -201,7 +201,7 @@ impl Models {
         if min < 0 {
             return Err(ServiceError::BadRequest("min_worker cannot be negative.".into()));
         }
-        register::check_worker_count(max.max(min) as usize, self.inner.config.max_workers_per_model)?;
+        register::check_worker_count(max.max(min) as usize, self.inner.config.models.max_workers)?;
         let scale = Scale {
             model: target.model.clone(),
             version: target.version.clone(),

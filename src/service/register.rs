@@ -10,10 +10,10 @@ use super::{wait_ready, Models, ServiceError};
 use super::python;
 use crate::actors::{BackendSpec, HandlerFactory, ModelOrigin, ModelSpec, PythonSpec, Register, Registration, Unregister};
 use crate::archive::{fetch_into_store, ModelArchive, ModelConfig, Runtime};
-use crate::config::Config;
+use crate::config::{Config, ModelDefaults, ModelEntry};
 use crate::handlers::{self, HandlerKind};
 use crate::metrics::Metrics;
-use crate::settings::{ModelSettings, Overrides};
+use crate::settings::{ModelOverrides, ModelSettings, Overrides, ServerDefaults};
 
 /// A model version to register.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +51,7 @@ pub enum Registered {
 impl Models {
     pub async fn register(&self, request: RegisterRequest) -> Result<Registered, ServiceError> {
         let config = self.inner.config.clone();
-        let store = config.model_store.clone().ok_or(ServiceError::NoModelStore)?;
+        let store = config.models.store.clone().ok_or(ServiceError::NoModelStore)?;
         let metrics = self.inner.metrics.clone();
         let (synchronous, make_default, snapshot) = (request.synchronous, request.make_default, request.snapshot);
         // Downloading, unpacking and reading the archive's files block: off the async threads.
@@ -111,14 +111,14 @@ fn build_spec(
     if let Some(name) = &request.name {
         check_name("model name", name)?;
     }
-    let entry = fetch_into_store(store, &request.url, &config.allowed_urls, config.archive_limits.max_bytes)?;
+    let entry = fetch_into_store(store, &request.url, &config.security.allowed_urls, config.models.archive_limits.max_bytes)?;
     let origin = ModelOrigin {
         url: request.url.clone(),
         store_name: entry.name.clone(),
         loaded_at_startup: request.at_startup,
         downloaded: entry.downloaded.clone(),
     };
-    let spec = ModelArchive::open(store, &entry.name, config.archive_limits)
+    let spec = ModelArchive::open(store, &entry.name, config.models.archive_limits)
         .map_err(ServiceError::from)
         .and_then(|archive| spec_from_archive(archive, &request, origin, config))
         .map(|mut spec| {
@@ -145,9 +145,9 @@ fn spec_from_archive(
     check_name("model name", &name)?;
     check_name("model version", &version)?;
     let yaml = archive.model_config()?;
-    let models_entry = config.model_overrides(&name, &version).cloned().unwrap_or_default();
-    let settings = ModelSettings::resolve(&config.server_defaults(), &models_entry, &yaml, &request.overrides);
-    check_worker_count(settings.max_workers.max(settings.min_workers), config.max_workers_per_model)?;
+    let models_entry = config.model_overrides(&name, &version).map(models_entry).unwrap_or_default();
+    let settings = ModelSettings::resolve(&server_defaults(&config.models), &models_entry, &yaml, &request.overrides);
+    check_worker_count(settings.max_workers.max(settings.min_workers), config.models.max_workers)?;
     // Every file the manifest names must be inside the archive; one it lacks is a broken
     // archive, whichever backend would run it.
     if let Some(file) = &model.serialized_file {
@@ -162,7 +162,7 @@ fn spec_from_archive(
     if let Some(file) = handler.as_deref().and_then(handler_file) {
         archive.file(file)?;
     }
-    let max_image_pixels = config.limit_max_image_pixels.then_some(crate::handlers::image::MAX_IMAGE_PIXELS);
+    let max_image_pixels = config.models.limit_max_image_pixels.then_some(crate::handlers::image::MAX_IMAGE_PIXELS);
     let backend = match native_backend(&archive, handler.as_deref(), &yaml, max_image_pixels) {
         Some(backend) => backend,
         None => python_backend(&archive, &name, handler, config)?,
@@ -174,6 +174,29 @@ fn spec_from_archive(
     spec.origin = origin;
     spec.archive = Some(Arc::new(archive));
     Ok(spec)
+}
+
+/// What a model's settings fall back on, from the server's configuration.
+fn server_defaults(models: &ModelDefaults) -> ServerDefaults {
+    ServerDefaults {
+        workers: models.workers,
+        gpus: models.gpus,
+        job_queue_size: models.job_queue_size,
+        response_timeout: models.response_timeout,
+        startup_timeout: models.startup_timeout,
+    }
+}
+
+/// The settings' view of a `models=` entry.
+fn models_entry(entry: &ModelEntry) -> ModelOverrides {
+    ModelOverrides {
+        min_workers: entry.min_workers,
+        max_workers: entry.max_workers,
+        batch_size: entry.batch_size,
+        max_batch_delay: entry.max_batch_delay,
+        response_timeout: entry.response_timeout,
+        startup_timeout: entry.startup_timeout,
+    }
 }
 
 /// The in-process backend, when the archive is a TorchScript `.pt` with a handler tserve has
@@ -210,12 +233,12 @@ fn python_backend(
     handler: Option<String>,
     config: &Config,
 ) -> Result<BackendSpec, ServiceError> {
-    let env = python::probe(&config.python).map_err(|reason| ServiceError::PythonUnavailable {
-        python: config.python.display().to_string(),
+    let env = python::probe(&config.python.python).map_err(|reason| ServiceError::PythonUnavailable {
+        python: config.python.python.display().to_string(),
         reason,
     })?;
     if let Some(requirements) = &archive.manifest.model.requirements_file {
-        if config.install_py_dep_per_model {
+        if config.python.install_py_dep_per_model {
             python::install_requirements(&env.python, &archive.dir, &archive.dir.join(requirements)).map_err(|output| {
                 log::error!("Custom pip package installation failed for model {name}:\n{output}");
                 ServiceError::DependencyInstallFailed { model: name.to_string() }
@@ -229,9 +252,9 @@ fn python_backend(
         // TorchServe's loader takes the manifest's handler as it is; without one, it would have
         // nothing to run, so base_handler's default applies.
         handler: handler.unwrap_or_else(|| "base_handler".to_string()),
-        envelope: config.service_envelope.clone(),
-        limit_max_image_pixels: config.limit_max_image_pixels,
-        decode_input_request: config.decode_input_request,
+        envelope: config.python.envelope.name().to_string(),
+        limit_max_image_pixels: config.models.limit_max_image_pixels,
+        decode_input_request: config.python.decode_input_request,
     }))
 }
 

@@ -16,14 +16,14 @@ impl Models {
     /// are served.
     pub async fn load_startup_models(&self) {
         let config = self.config();
-        if config.load_models.is_empty() {
+        if config.models.load.is_empty() {
             return;
         }
-        let Some(store) = config.model_store.as_deref() else {
+        let Some(store) = config.models.store.as_deref() else {
             log::error!("--models needs a model store (--model-store or model_store)");
             return;
         };
-        let entries = match expand_all(store, &config.load_models) {
+        let entries = match expand_all(store, &config.models.load) {
             Ok(entries) => entries,
             Err(e) => return log::error!("cannot list the model store: {e}"),
         };
@@ -54,7 +54,8 @@ impl Models {
         let snapshot = snapshot::parse(json).map_err(anyhow::Error::msg)?;
         let store = self
             .config()
-            .model_store
+            .models
+            .store
             .clone()
             .context("the snapshot names models but no model store is configured")?;
         for (name, versions) in &snapshot.models {

@@ -27,7 +27,7 @@ pub async fn register(
         Params::from_query(&request)
     };
     let params = RegisterParams::parse(&params)?;
-    let configured_workers = state.models.config().configured_workers_per_model;
+    let configured_workers = state.models.config().models.configured_workers;
     Ok(match state.models.register(params.into_request(configured_workers)).await? {
         Registered::NoWorkers { name, version } => status(
             StatusCode::OK,
