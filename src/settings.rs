@@ -11,8 +11,8 @@
 //! - workers: the server's default, then a `models=` min/max pair, then a YAML pair that is valid
 //!   (min > 0 and max ≥ min), which also replaces a register call's `initial_workers`; a
 //!   snapshot's counts are exact.
-//! - `jobQueueSize`, `maxRetryTimeoutInSec`, `clientTimeoutInMills`, `deviceType`, `deviceIds`:
-//!   YAML only.
+//! - `jobQueueSize`, `maxRetryTimeoutInSec`, `clientTimeoutInMills`, `useJobTicket`,
+//!   `deviceType`, `deviceIds`: YAML only.
 
 use std::time::Duration;
 
@@ -84,6 +84,8 @@ pub struct ModelSettings {
     pub max_retry_timeout: Duration,
     /// Jobs that waited longer than this in the queue are dropped unrun.
     pub client_timeout: Option<Duration>,
+    /// `useJobTicket`: a job is accepted only when a free worker can take it at once.
+    pub use_job_ticket: bool,
     /// GPUs the workers are spread over, round-robin; empty means CPU.
     pub gpu_ids: Vec<usize>,
 }
@@ -126,6 +128,7 @@ impl ModelSettings {
                 .unwrap_or(server.startup_timeout),
             max_retry_timeout: yaml.max_retry_timeout.unwrap_or(DEFAULT_MAX_RETRY_TIMEOUT),
             client_timeout: yaml.client_timeout,
+            use_job_ticket: yaml.use_job_ticket,
             gpu_ids: gpu_ids(yaml, server.gpus),
         }
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Supervised};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use tokio::sync::watch;
 
 use super::model_queue::ModelQueue;
@@ -251,18 +251,6 @@ impl Actor for ModelManager {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         log::debug!("{}: model manager stopped", self.spec.label());
-    }
-}
-
-/// Restarted by actix's Supervisor if it ever stops while still addressed: the pool and the
-/// queue are kept; `started` re-arms the periodic check.
-impl Supervised for ModelManager {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // After an unregister the manager stops on purpose and may be restarted until nothing
-        // addresses it any more; only an unexpected stop is news.
-        if !self.shut_down {
-            log::warn!("{}: model manager restarting", self.spec.label());
-        }
     }
 }
 

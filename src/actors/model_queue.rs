@@ -19,8 +19,6 @@ pub struct ModelQueue {
 
 struct State {
     queue: JobQueue,
-    /// Worker threads parked in [`ModelQueue::take_batch`].
-    parked: usize,
 }
 
 /// A worker thread's stop signal, set by its manager and seen by its next `take_batch`.
@@ -42,7 +40,6 @@ impl ModelQueue {
         Self {
             state: Mutex::new(State {
                 queue: JobQueue::new(settings),
-                parked: 0,
             }),
             work: Condvar::new(),
         }
@@ -52,7 +49,7 @@ impl ModelQueue {
     pub fn submit(&self, job: Job, version_named: bool) -> Result<(), ManagerError> {
         let mut state = self.lock();
         state.queue.push(job, version_named)?;
-        if state.parked > 0 {
+        if state.queue.idle_workers() > 0 {
             self.work.notify_one();
         }
         Ok(())
@@ -70,24 +67,24 @@ impl ModelQueue {
             match state.queue.next_batch(now) {
                 Next::Batch(jobs) => {
                     // More work left: pass the wake-up on to another parked worker.
-                    if !state.queue.is_empty() && state.parked > 0 {
+                    if !state.queue.is_empty() && state.queue.idle_workers() > 0 {
                         self.work.notify_one();
                     }
                     return Some(jobs);
                 }
                 Next::WaitUntil(deadline) => {
-                    state.parked += 1;
+                    state.queue.worker_waits();
                     let (woken, _) = self
                         .work
                         .wait_timeout(state, deadline.saturating_duration_since(now))
                         .unwrap_or_else(PoisonError::into_inner);
                     state = woken;
-                    state.parked -= 1;
+                    state.queue.worker_wakes();
                 }
                 Next::Empty => {
-                    state.parked += 1;
+                    state.queue.worker_waits();
                     state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
-                    state.parked -= 1;
+                    state.queue.worker_wakes();
                 }
             }
         }
@@ -137,6 +134,7 @@ mod tests {
             batch_size: 1,
             max_batch_delay: Duration::ZERO,
             client_timeout: None,
+            use_job_ticket: false,
         }))
     }
 

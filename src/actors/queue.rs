@@ -23,6 +23,9 @@ pub struct QueueSettings {
     pub max_batch_delay: Duration,
     /// Jobs that waited longer than this are answered with an error, unrun.
     pub client_timeout: Option<Duration>,
+    /// TorchServe's `useJobTicket`: a job is accepted only when a worker is free to take it
+    /// at once (a worker waiting for work holds one ticket); otherwise 503 now, not a queue.
+    pub use_job_ticket: bool,
 }
 
 /// Whether the queue takes new jobs.
@@ -53,6 +56,8 @@ pub struct JobQueue {
     /// plus `max_batch_delay`.
     forming_since: Option<Instant>,
     admission: Admission,
+    /// Workers waiting for work: parked in an empty queue or for their batch to fill.
+    idle_workers: usize,
 }
 
 impl JobQueue {
@@ -63,7 +68,22 @@ impl JobQueue {
             jobs: VecDeque::new(),
             forming_since: None,
             admission: Admission::Open,
+            idle_workers: 0,
         }
+    }
+
+    /// A worker starts waiting for work.
+    pub fn worker_waits(&mut self) {
+        self.idle_workers += 1;
+    }
+
+    /// A waiting worker wakes (to take work, or to stop).
+    pub fn worker_wakes(&mut self) {
+        self.idle_workers = self.idle_workers.saturating_sub(1);
+    }
+
+    pub fn idle_workers(&self) -> usize {
+        self.idle_workers
     }
 
     pub fn settings(&self) -> &QueueSettings {
@@ -85,6 +105,11 @@ impl JobQueue {
             Admission::Open => {}
             Admission::NoWorkers => return Err(self.no_workers(version_named)),
             Admission::Closed => return Err(ManagerError::Stopped(self.settings.model.clone())),
+        }
+        // With job tickets, each waiting job must have its own idle worker (TorchServe answers
+        // with its no-worker message then).
+        if self.settings.use_job_ticket && self.jobs.len() >= self.idle_workers {
+            return Err(self.no_workers(version_named));
         }
         if self.jobs.len() >= self.settings.capacity {
             // Callers that gave up still hold places; free them before refusing a live one.
@@ -116,7 +141,7 @@ impl JobQueue {
                 self.forming_since = None;
                 return Next::Empty;
             }
-            let deadline = *self.forming_since.get_or_insert(now) + self.settings.max_batch_delay;
+            let deadline = saturating_later(*self.forming_since.get_or_insert(now), self.settings.max_batch_delay);
             if self.jobs.len() < self.settings.batch_size && now < deadline {
                 return Next::WaitUntil(deadline);
             }
@@ -185,6 +210,13 @@ impl JobQueue {
     }
 }
 
+/// `instant + by`, or a year on for a `by` no clock can represent (a YAML's `maxBatchDelay` is
+/// any integer, and an overflow here would panic under the queue's lock).
+fn saturating_later(instant: Instant, by: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    instant.checked_add(by.min(FAR)).unwrap_or(instant)
+}
+
 fn no_workers_error(settings: &QueueSettings, version_named: bool) -> ManagerError {
     ManagerError::NoWorkers {
         model: settings.model.clone(),
@@ -207,6 +239,7 @@ mod tests {
             batch_size,
             max_batch_delay: Duration::from_millis(delay_ms),
             client_timeout: None,
+            use_job_ticket: false,
         }
     }
 
@@ -281,6 +314,40 @@ mod tests {
         assert_eq!(tags(&batch(queue.next_batch(t0))), ["a", "b"]);
         assert!(matches!(queue.next_batch(t0), Next::WaitUntil(_)), "c waits for company");
         drop(receivers);
+    }
+
+    #[test]
+    fn a_delay_past_any_clock_waits_instead_of_overflowing() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(settings(2, u64::MAX));
+        let (first, _a) = job("a", t0);
+        q.push(first, false).unwrap();
+        assert!(matches!(q.next_batch(t0), Next::WaitUntil(deadline) if deadline > t0));
+    }
+
+    #[test]
+    fn with_job_tickets_only_an_idle_worker_admits_a_job() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(QueueSettings { use_job_ticket: true, ..settings(1, 0) });
+        let (first, _a) = job("a", t0);
+        assert!(
+            matches!(q.push(first, false), Err(ManagerError::NoWorkers { .. })),
+            "no worker waits: refused at once, not queued"
+        );
+        q.worker_waits();
+        let (second, _b) = job("b", t0);
+        q.push(second, false).unwrap();
+        let (third, _c) = job("c", t0);
+        assert!(
+            matches!(q.push(third, true), Err(ManagerError::NoWorkers { version: Some(_), .. })),
+            "the one idle worker's ticket is taken"
+        );
+        q.worker_wakes();
+        assert_eq!(tags(&batch(q.next_batch(t0))), ["b"]);
+        assert_eq!(q.idle_workers(), 0);
+        q.worker_waits();
+        let (fourth, _d) = job("d", t0);
+        q.push(fourth, false).unwrap();
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl ModelSpec {
             batch_size: self.settings.batch_size,
             max_batch_delay: self.settings.max_batch_delay,
             client_timeout: self.settings.client_timeout,
+            use_job_ticket: self.settings.use_job_ticket,
         }
     }
 }

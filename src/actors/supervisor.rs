@@ -194,14 +194,12 @@ impl Supervisor {
     }
 }
 
-/// Starts a model version's manager under actix supervision (a manager that stops is restarted
-/// with its state), with a fresh health channel.
+/// Starts a model version's manager, with a fresh health channel. It stops only when
+/// unregistered; one that dies (a panic) is revived by [`Supervisor::revive_dead_managers`],
+/// the one recovery path, so nothing restarts a manager that was stopped on purpose.
 fn start_manager(spec: Arc<ModelSpec>, queue: Arc<ModelQueue>, workers: (usize, usize)) -> ModelEntry {
     let (health_sender, health) = watch::channel(ModelHealth::default());
-    let manager = {
-        let (spec, queue) = (spec.clone(), queue.clone());
-        actix::Supervisor::start(move |_| ModelManager::new(spec, queue, workers, health_sender))
-    };
+    let manager = ModelManager::new(spec.clone(), queue.clone(), workers, health_sender).start();
     ModelEntry {
         spec,
         queue,

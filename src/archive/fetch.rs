@@ -104,12 +104,16 @@ fn download(url: &str, target: &Path, max_bytes: u64) -> Result<(), ArchiveError
         .prefix(".download-")
         .tempfile_in(store)
         .map_err(|e| failed(e.to_string()))?;
+    let free = nix::sys::statvfs::statvfs(store)
+        .map(|fs| u64::from(fs.blocks_available()).saturating_mul(u64::from(fs.fragment_size())))
+        .map_err(|e| failed(format!("cannot read the free space of the model store: {e}")))?;
+    let limit = download_limit(max_bytes, free);
     // Stops one byte past the limit: a larger archive is refused, and the partial file (a
     // temporary file) goes with the error.
-    let copied = std::io::copy(&mut (&mut source).take(max_bytes.saturating_add(1)), partial.as_file_mut())
+    let copied = std::io::copy(&mut (&mut source).take(limit.bytes.saturating_add(1)), partial.as_file_mut())
         .map_err(|e| failed(e.to_string()))?;
-    if copied > max_bytes {
-        return Err(failed(format!("the archive is larger than archive_max_bytes ({max_bytes} bytes)")));
+    if copied > limit.bytes {
+        return Err(failed(limit.refusal()));
     }
     partial.as_file().sync_all().map_err(|e| failed(e.to_string()))?;
     partial.persist_noclobber(target).map_err(|e| {
@@ -122,9 +126,48 @@ fn download(url: &str, target: &Path, max_bytes: u64) -> Result<(), ArchiveError
     Ok(())
 }
 
+/// How large a download may be: at most `archive_max_bytes` (an archive expands to at least
+/// its own size, so a larger one could never be unpacked), and at most half the free space of
+/// the model store's file system when the download starts, so one registration can never fill
+/// the disk the logs, snapshots and its own unpacked archive also need.
+#[derive(Debug, PartialEq, Eq)]
+struct DownloadLimit {
+    bytes: u64,
+    /// Which of the two bounds it is.
+    by_free_space: bool,
+}
+
+fn download_limit(archive_max_bytes: u64, free_bytes: u64) -> DownloadLimit {
+    let half_free = free_bytes / 2;
+    DownloadLimit {
+        bytes: archive_max_bytes.min(half_free),
+        by_free_space: half_free < archive_max_bytes,
+    }
+}
+
+impl DownloadLimit {
+    fn refusal(&self) -> String {
+        let bytes = self.bytes;
+        if self.by_free_space {
+            format!("the archive is larger than half the free space of the model store ({bytes} bytes)")
+        } else {
+            format!("the archive is larger than archive_max_bytes ({bytes} bytes)")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_download_may_take_at_most_half_the_free_space() {
+        let gib = 1u64 << 30;
+        assert_eq!(download_limit(32 * gib, 10 * gib), DownloadLimit { bytes: 5 * gib, by_free_space: true });
+        assert_eq!(download_limit(gib, 100 * gib), DownloadLimit { bytes: gib, by_free_space: false });
+        assert!(download_limit(32 * gib, 0).refusal().contains("free space"));
+        assert!(download_limit(1000, u64::MAX).refusal().contains("archive_max_bytes (1000 bytes)"));
+    }
 
     fn default_allowed() -> Vec<Regex> {
         vec![Regex::new("(?i)^(?:file://.*|http(s)?://.*)$").unwrap()]

@@ -1,6 +1,9 @@
 //! The archive's model-config YAML (`--config-file`, `configFile` in the manifest): the frontend
 //! keys TorchServe's `ModelConfig` reads, with its types and clamps. A value of the wrong type is
 //! ignored with a warning, as in TorchServe; every other top-level key is kept for the handler.
+//! Keys that ask for a TorchServe feature tserve does not have (multi-process parallelism,
+//! continuous or sequence batching, per-model venvs) are collected, so registration can refuse
+//! the archive instead of serving it differently from what it asks.
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,8 +41,29 @@ pub struct ModelConfig {
     pub max_retry_timeout: Option<Duration>,
     /// `clientTimeoutInMills`; 0 means none. Jobs that waited longer are dropped unrun.
     pub client_timeout: Option<Duration>,
+    /// `useJobTicket`: a request is accepted only when a worker is free to take it at once,
+    /// and otherwise refused with 503 rather than queued.
+    pub use_job_ticket: bool,
+    /// Keys that ask for a feature tserve does not support yet, in the file's order.
+    pub unsupported: Vec<String>,
     /// Every other top-level key (`handler:`, `pt2:`, ...), for the handler, untouched.
     pub handler_settings: Mapping,
+}
+
+/// Whether a key TorchServe acts on asks for a feature tserve lacks, for this value: a value
+/// that leaves the feature off (`continuousBatching: false`, `parallelLevel: 1`) is harmless.
+fn asks_for_unsupported_feature(name: &str, value: &Value) -> bool {
+    let on = |value: &Value| value.as_bool().unwrap_or(false);
+    let above = |value: &Value, default: i64| value.as_i64().is_some_and(|n| n > default);
+    match name {
+        "parallelType" => value.as_str().is_some_and(|kind| !kind.trim().is_empty()),
+        "torchrun" => !value.is_null(),
+        "parallelLevel" => above(value, 1),
+        "continuousBatching" | "sequenceBatching" | "useVenv" | "asyncCommunication" => on(value),
+        "sequenceMaxIdleMSec" | "sequenceTimeoutMSec" => above(value, 0),
+        "maxSequenceJobQueueSize" | "maxNumSequence" => above(value, 1),
+        _ => false,
+    }
 }
 
 impl ModelConfig {
@@ -74,6 +98,10 @@ impl ModelConfig {
         let mut config = Self::default();
         for (key, value) in mapping {
             let Some(name) = key.as_str() else { continue };
+            if asks_for_unsupported_feature(name, &value) {
+                config.unsupported.push(name.to_string());
+                continue;
+            }
             match name {
                 "minWorkers" => config.min_workers = int(name, &value).map(|v| v.max(1) as usize),
                 "maxWorkers" => config.max_workers = non_negative(name, &value),
@@ -92,6 +120,7 @@ impl ModelConfig {
                     config.max_retry_timeout =
                         non_negative(name, &value).map(|s| Duration::from_secs(s as u64))
                 }
+                "useJobTicket" => config.use_job_ticket = value.as_bool().unwrap_or(false),
                 "clientTimeoutInMills" => {
                     config.client_timeout =
                         non_negative(name, &value).filter(|&ms| ms > 0).map(|ms| millis(ms as u64))
@@ -183,6 +212,21 @@ mod tests {
         assert_eq!(config.max_workers, None);
         assert_eq!(config.handler_settings.len(), 2);
         assert_eq!(config.handler_settings["handler"]["topk"].as_i64(), Some(3));
+    }
+
+    #[test]
+    fn features_tserve_lacks_are_collected_only_when_asked_for() {
+        let config = ModelConfig::parse(
+            "parallelType: pp\nparallelLevel: 1\ncontinuousBatching: false\nuseVenv: true\n\
+             torchrun:\n  nproc-per-node: 4\nsequenceMaxIdleMSec: 10\nmaxSequenceJobQueueSize: 1\n\
+             useJobTicket: true\n",
+        )
+        .unwrap();
+        assert_eq!(config.unsupported, vec!["parallelType", "useVenv", "torchrun", "sequenceMaxIdleMSec"]);
+        assert!(config.use_job_ticket);
+        assert!(!config.handler_settings.contains_key("parallelType"), "a refused key is not handler settings");
+        let plain = ModelConfig::parse("continuousBatching: false\nparallelLevel: 1\n").unwrap();
+        assert!(plain.unsupported.is_empty() && !plain.use_job_ticket);
     }
 
     #[test]

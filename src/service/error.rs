@@ -21,6 +21,13 @@ pub enum ServiceError {
     MissingSerializedFile { model: String },
     #[error("Custom pip package installation failed for model {model}")]
     DependencyInstallFailed { model: String },
+    /// A model-config key that asks for a TorchServe feature tserve lacks: refused, since
+    /// serving the archive without it would not be what the archive asks for.
+    #[error(
+        "Model {model}: model-config key {key} asks for a TorchServe feature tserve does not support \
+         yet; remove the key (or set it off) to serve this model single-process"
+    )]
+    UnsupportedModelConfig { model: String, key: String },
     #[error("Model store has not been configured.")]
     NoModelStore,
     #[error("{0}")]
@@ -51,7 +58,7 @@ impl ErrorCode for ServiceError {
                 Code::InvalidModel
             }
             ServiceError::NoModelStore => Code::ModelNotFound,
-            ServiceError::BadRequest(_) => Code::BadRequest,
+            ServiceError::BadRequest(_) | ServiceError::UnsupportedModelConfig { .. } => Code::BadRequest,
             ServiceError::WorkersFailed { .. } => Code::Internal,
             ServiceError::Unavailable(_) => Code::ServiceUnavailable,
         }

@@ -302,6 +302,12 @@ impl Drop for Pending {
     }
 }
 
+/// The startup timeout plus a second, saturating: `default_startup_timeout` may be any number of
+/// seconds, and a timeout past any clock waits for ever rather than overflowing.
+fn ready_wait_limit(startup_timeout: Duration) -> Duration {
+    startup_timeout.saturating_add(Duration::from_secs(1))
+}
+
 /// Waits until the registration's workers are all ready; false once one fails, or when they
 /// have not loaded within the startup timeout (plus a second, so that the manager, which times
 /// loads out itself, has the last word).
@@ -311,7 +317,21 @@ pub async fn wait_ready(mut registration: Registration) -> bool {
     let settled = registration.health.wait_for(|health| {
         (health.min_workers == wanted && health.ready >= wanted) || health.failures > failures_before
     });
-    let limit = registration.startup_timeout + Duration::from_secs(1);
+    let limit = ready_wait_limit(registration.startup_timeout);
     let outcome = tokio::time::timeout(limit, async { settled.await.map(|health| *health) }).await;
     matches!(outcome, Ok(Ok(health)) if health.ready >= wanted && health.failures == failures_before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_startup_timeout_past_any_clock_neither_overflows_nor_fires() {
+        let limit = ready_wait_limit(Duration::from_secs(u64::MAX));
+        assert_eq!(limit, Duration::MAX);
+        assert_eq!(ready_wait_limit(Duration::from_secs(120)), Duration::from_secs(121));
+        // tokio takes it as "no deadline": the future's own answer comes first.
+        assert_eq!(tokio::time::timeout(limit, async { 7 }).await.ok(), Some(7));
+    }
 }

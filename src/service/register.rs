@@ -145,6 +145,9 @@ fn spec_from_archive(
     check_name("model name", &name)?;
     check_name("model version", &version)?;
     let yaml = archive.model_config()?;
+    if let Some(key) = yaml.unsupported.first() {
+        return Err(ServiceError::UnsupportedModelConfig { model: name, key: key.clone() });
+    }
     let models_entry = config.model_overrides(&name, &version).map(models_entry).unwrap_or_default();
     let settings = ModelSettings::resolve(&server_defaults(&config.models), &models_entry, &yaml, &request.overrides);
     check_worker_count(settings.max_workers.max(settings.min_workers), config.models.max_workers)?;

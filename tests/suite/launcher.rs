@@ -90,3 +90,46 @@ fn start_in_background_then_stop() {
     let (code, out) = run(dir.path(), &["--stop"]);
     assert_eq!((code, out.as_str()), (0, "tserve is not currently running."));
 }
+
+#[test]
+fn flags_and_keys_without_effect_are_named_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("model_store")).unwrap();
+    std::fs::create_dir(dir.path().join("wf")).unwrap();
+    std::fs::write(
+        dir.path().join("config.properties"),
+        format!("{}grpc_inference_port=7070\njob_queue_sise=5\nkeystore_pass=changeit\n", crate::helpers::FREE_PORTS),
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "--foreground", "--ts-config", "config.properties", "--model-store", "model_store",
+        "--plugins-path", "plugins", "--workflow-store", "wf",
+    ]
+    .map(String::from)
+    .to_vec();
+    let server = crate::helpers::TestServer::spawn_in(dir.path(), &args).unwrap_or_else(|(_, output)| panic!("{output}"));
+    let output = server.output_when(|o| o.contains("without effect in tserve") && o.contains("job_queue_sise"));
+    assert!(output.contains("accepted for compatibility, without effect in tserve: --workflow-store, --plugins-path"), "{output}");
+    assert!(output.contains("config key grpc_inference_port is a TorchServe setting tserve does not apply yet"), "{output}");
+    assert!(output.contains("unknown config key job_queue_sise; ignored"), "{output}");
+    assert_eq!(Reply::from(ureq::get(&format!("{}/ping", server.base_url)).call()).status, 200);
+    // The start-up snapshot (written just after the listeners bind) carries the config, but
+    // never the keystore's password.
+    let config_dir = dir.path().join("logs/config");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let snapshots = loop {
+        let found: Vec<_> = std::fs::read_dir(&config_dir)
+            .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "cfg")).collect())
+            .unwrap_or_default();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "a start-up snapshot is written");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(server);
+    for snapshot in snapshots {
+        let text = std::fs::read_to_string(&snapshot).unwrap();
+        assert!(text.contains("grpc_inference_port") && !text.contains("changeit"), "{text}");
+    }
+}

@@ -383,3 +383,29 @@ fn torchserves_answers_for_no_workers_empty_urls_zero_startup_timeouts_and_trail
     assert_eq!(server.manage("GET", "/models/mlp/").status, 404, "unregistered again");
     assert_eq!(server.manage("GET", "/models/").status, 200);
 }
+
+#[test]
+fn model_configs_asking_for_features_tserve_lacks_are_refused_naming_the_key() {
+    const KEYS: [&str; 11] = [
+        "parallelType", "parallelLevel", "torchrun", "continuousBatching", "sequenceBatching",
+        "sequenceMaxIdleMSec", "sequenceTimeoutMSec", "maxSequenceJobQueueSize", "maxNumSequence",
+        "useVenv", "asyncCommunication",
+    ];
+    let archives: Vec<String> = KEYS.iter().map(|key| format!("unsupported_{key}.mar")).collect();
+    let mut store: Vec<&str> = archives.iter().map(String::as_str).collect();
+    store.push("sleepy.mar");
+    let server = with_model_api(&store, "");
+    for (key, archive) in KEYS.iter().zip(&archives) {
+        let (kind, message) = server.manage("POST", &format!("/models?url={archive}&initial_workers=1")).error(400);
+        assert_eq!(kind, "BadRequestException", "{key}");
+        assert!(
+            message.contains(&format!("model-config key {key} asks for a TorchServe feature tserve does not support yet")),
+            "{key}: {message}"
+        );
+        assert_eq!(server.manage("GET", &format!("/models/unsupported_{key}")).status, 404, "{key} is not registered");
+    }
+    // The server keeps serving registrations that ask for nothing it lacks.
+    let reply = server.manage("POST", "/models?url=sleepy.mar&initial_workers=1&synchronous=true");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(server.post("/predictions/sleepy", b"[0.0]").status, 200);
+}

@@ -109,6 +109,34 @@ fn a_full_queue_answers_503_at_once_with_retry_after() {
 }
 
 #[test]
+fn with_use_job_ticket_a_request_no_worker_is_free_for_gets_503_at_once() {
+    // useJobTicket in the archive's YAML, one worker: while it runs a job, the next request is
+    // refused at once with TorchServe's words instead of waiting in the queue.
+    let server = TestServer::start(&["sleepy_ticket.mar"], "");
+    assert_eq!(server.post("/predictions/sleepy_ticket", b"[0.0]").status, 200, "an idle worker takes it");
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| server.post("/predictions/sleepy_ticket", &busy_for(2.0)));
+        std::thread::sleep(Duration::from_millis(300));
+        let (kind, message) = server.post("/predictions/sleepy_ticket", b"[0.0]").error(503);
+        assert_eq!(kind, "ServiceUnavailableException");
+        assert!(message.starts_with("Model \"sleepy_ticket\" has no worker to serve inference request."), "{message}");
+        assert!(!running.is_finished(), "answered while the worker was still busy: refused, not queued");
+        assert_eq!(running.join().unwrap().status, 200);
+    });
+    // Free again once the worker is back waiting (it parks a moment after its answer).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = server.post("/predictions/sleepy_ticket", b"[0.0, 1.0]");
+        if reply.status == 200 {
+            assert_eq!(reply.json(), json!([0.0, 1.0]));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker takes requests again: {}", reply.body);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_job_whose_client_disconnected_is_not_run() {
     let server = TestServer::start(&["sleepy.mar"], "");
     std::thread::scope(|scope| {
