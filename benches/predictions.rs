@@ -106,23 +106,29 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
     }
     if wanted("python") {
         let label = format!("/predictions, Python handler, {workers} workers");
-        {
-            let server = TestServer::start_with(&["py_mlp_bench.mar"], "job_queue_size=1000");
+        // Each server as it ships (default), then tuned by hand with OMP_NUM_THREADS=1 in its
+        // environment, the usual advice for TorchServe's Python workers.
+        let tunings: [(&str, &[(&str, &str)]); 2] = [("default", &[]), ("OMP_NUM_THREADS=1", &[("OMP_NUM_THREADS", "1")])];
+        for (tuning, env) in tunings {
+            let server = TestServer::start_with_env(&["py_mlp_bench.mar"], "job_queue_size=1000", env);
             let url = server.url("/predictions/py_mlp_bench");
             for &clients in &concurrencies {
                 let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
-                run.print("MLP, tserve", &label, clients, ceiling.map(|c| run.requests_per_second / c));
+                run.print(&format!("MLP, tserve, {tuning}"), &label, clients, ceiling.map(|c| run.requests_per_second / c));
             }
         }
-        match torchserve::TorchServe::start("py_mlp_bench.mar", workers) {
-            Ok(torchserve) => {
-                let url = torchserve.url("/predictions/py_mlp_bench");
-                for &clients in &concurrencies {
-                    let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
-                    run.print("MLP, TorchServe 0.12.0", &label, clients, ceiling.map(|c| run.requests_per_second / c));
+        for (tuning, env) in tunings {
+            match torchserve::TorchServe::start("py_mlp_bench.mar", workers, env) {
+                Ok(torchserve) => {
+                    let url = torchserve.url("/predictions/py_mlp_bench");
+                    for &clients in &concurrencies {
+                        let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
+                        let row = format!("MLP, TorchServe 0.12.0, {tuning}");
+                        run.print(&row, &label, clients, ceiling.map(|c| run.requests_per_second / c));
+                    }
                 }
+                Err(e) => eprintln!("TorchServe row skipped: {e}"),
             }
-            Err(e) => eprintln!("TorchServe row skipped: {e}"),
         }
     }
     if wanted("monitoring") {
@@ -364,7 +370,7 @@ mod torchserve {
     }
 
     impl TorchServe {
-        pub fn start(archive: &str, workers: usize) -> Result<Self, String> {
+        pub fn start(archive: &str, workers: usize, env: &[(&str, &str)]) -> Result<Self, String> {
             let launcher = repo_root().join(".venv/bin/torchserve");
             if Command::new("java").arg("-version").output().is_err() {
                 return Err("no Java runtime (apt-get install openjdk-17-jre-headless)".into());
@@ -383,6 +389,7 @@ mod torchserve {
             let child = Command::new(&launcher)
                 .current_dir(dir.path())
                 .env("TMPDIR", dir.path())
+                .envs(env.iter().copied())
                 .args(["--start", "--foreground", "--ncs", "--disable-token-auth", "--model-store"])
                 .arg(&store)
                 .args(["--ts-config", "config.properties", "--models", archive])

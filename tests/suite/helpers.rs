@@ -62,9 +62,19 @@ impl TestServer {
         Self::launch(models, models, config)
     }
 
+    /// As [`start_with`], with these variables in the server's environment.
+    pub fn start_with_env(models: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch_with_env(models, models, config, env)
+    }
+
     /// Puts the fixture files `store_files` in a fresh model store and starts
     /// `tserve --foreground --ncs --models <models_arg>` on it.
     pub fn launch(store_files: &[&str], models_arg: &[&str], config: &str) -> Self {
+        Self::launch_with_env(store_files, models_arg, config, &[])
+    }
+
+    /// As [`launch`], with these variables in the server's environment.
+    pub fn launch_with_env(store_files: &[&str], models_arg: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("model_store");
         std::fs::create_dir(&store).unwrap();
@@ -83,7 +93,7 @@ impl TestServer {
             args.push("--models".into());
             args.extend(models_arg.iter().map(|m| m.to_string()));
         }
-        match Self::spawn_in(dir.path(), &args) {
+        match Self::spawn_with_env(dir.path(), &args, env) {
             Ok(mut server) => {
                 server._dir = Some(dir);
                 server
