@@ -105,7 +105,7 @@ fn download(url: &str, target: &Path, max_bytes: u64) -> Result<(), ArchiveError
         .tempfile_in(store)
         .map_err(|e| failed(e.to_string()))?;
     let free = nix::sys::statvfs::statvfs(store)
-        .map(|fs| u64::from(fs.blocks_available()).saturating_mul(u64::from(fs.fragment_size())))
+        .map(|fs| fs.blocks_available().saturating_mul(fs.fragment_size()))
         .map_err(|e| failed(format!("cannot read the free space of the model store: {e}")))?;
     let limit = download_limit(max_bytes, free);
     // Stops one byte past the limit: a larger archive is refused, and the partial file (a

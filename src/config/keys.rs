@@ -10,7 +10,7 @@ pub enum Effect {
     Read,
     /// A TorchServe key tserve accepts and does not act on yet: a TorchServe config file works
     /// unchanged, and its owner is told at start-up what is not in effect.
-    NoEffect,
+    Accepted,
     /// Refused at start-up with this reason, because serving without it would be worse than
     /// not starting (the reason names the way forward).
     Refused(&'static str),
@@ -43,7 +43,7 @@ const fn read(name: &'static str) -> Key {
 }
 
 const fn no_effect(name: &'static str) -> Key {
-    Key { name, effect: Effect::NoEffect, from_env: FromEnv::Yes, secret: false }
+    Key { name, effect: Effect::Accepted, from_env: FromEnv::Yes, secret: false }
 }
 
 impl Key {
@@ -168,7 +168,7 @@ pub fn notices<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<Notice> {
     keys.into_iter()
         .filter_map(|name| match find(name).map(|key| key.effect) {
             Some(Effect::Read | Effect::Refused(_)) => None,
-            Some(Effect::NoEffect) => Some(Notice::NotInEffect(name.clone())),
+            Some(Effect::Accepted) => Some(Notice::NotInEffect(name.clone())),
             None => Some(Notice::Unknown(name.clone())),
         })
         .collect()

@@ -158,6 +158,15 @@ pub struct LoadedModel {
     device: Device,
 }
 
+/// Samples of one shape and dtype, which can go through one `forward` together, and the
+/// payloads (by index) they came from.
+struct SubBatch {
+    shape: Vec<i64>,
+    kind: Kind,
+    owners: Vec<usize>,
+    samples: Vec<Tensor>,
+}
+
 impl LoadedModel {
     /// Loads `model_file` onto `device` in eval mode. Call it on the thread that will run it.
     pub fn load(
@@ -201,24 +210,24 @@ impl LoadedModel {
     /// payload gets its own answer or error, in order.
     pub fn predict(&self, payloads: &[&[u8]]) -> Vec<Result<Value, ModelError>> {
         let mut answers: Vec<Option<Result<Value, ModelError>>> = vec![None; payloads.len()];
-        // Sub-batches in order of first appearance: (shape, dtype, payload indices, samples).
-        let mut groups: Vec<(Vec<i64>, Kind, Vec<usize>, Vec<Tensor>)> = Vec::new();
+        // Sub-batches in order of first appearance.
+        let mut groups: Vec<SubBatch> = Vec::new();
         for (index, payload) in payloads.iter().enumerate() {
             match self.handler.preprocess(payload) {
                 Ok(sample) => {
                     let (shape, kind) = (sample.size(), sample.kind());
-                    match groups.iter_mut().find(|g| g.0 == shape && g.1 == kind) {
+                    match groups.iter_mut().find(|g| g.shape == shape && g.kind == kind) {
                         Some(group) => {
-                            group.2.push(index);
-                            group.3.push(sample);
+                            group.owners.push(index);
+                            group.samples.push(sample);
                         }
-                        None => groups.push((shape, kind, vec![index], vec![sample])),
+                        None => groups.push(SubBatch { shape, kind, owners: vec![index], samples: vec![sample] }),
                     }
                 }
                 Err(e) => answers[index] = Some(Err(e)),
             }
         }
-        for (_, _, owners, samples) in groups {
+        for SubBatch { owners, samples, .. } in groups {
             match self.forward(&samples) {
                 Ok(outputs) => {
                     for (index, output) in owners.iter().zip(outputs) {

@@ -117,9 +117,12 @@ pub fn start_files(config: LogConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// Takes a line for a file: the file, and what fills the line into the buffer it gives.
+type WriteLine<'a> = dyn FnMut(LogFile, &mut dyn FnMut(&mut String)) + 'a;
+
 /// The lines an entry becomes: its own file's (if its target has one and its level passes),
 /// and ts_log.log's, since the root logger writes every record there too, as TorchServe's does.
-fn route(entry: &Entry, levels: Levels, clock: &mut Clock, write: &mut dyn FnMut(LogFile, &mut dyn FnMut(&mut String))) {
+fn route(entry: &Entry, levels: Levels, clock: &mut Clock, write: &mut WriteLine<'_>) {
     let own = file_of(&entry.logger).filter(|f| entry.level <= levels.of(*f));
     let full = |clock: &mut Clock, out: &mut String| {
         clock.stamp(entry.time, out);
