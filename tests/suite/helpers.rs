@@ -65,6 +65,11 @@ impl TestServer {
     /// Puts the fixture files `store_files` in a fresh model store and starts
     /// `tserve --foreground --ncs --models <models_arg>` on it.
     pub fn launch(store_files: &[&str], models_arg: &[&str], config: &str) -> Self {
+        Self::launch_with_env(store_files, models_arg, config, &[])
+    }
+
+    /// As [`launch`], with these environment variables set.
+    pub fn launch_with_env(store_files: &[&str], models_arg: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("model_store");
         std::fs::create_dir(&store).unwrap();
@@ -83,7 +88,7 @@ impl TestServer {
             args.push("--models".into());
             args.extend(models_arg.iter().map(|m| m.to_string()));
         }
-        match Self::spawn_in(dir.path(), &args) {
+        match Self::spawn_with_env(dir.path(), &args, env) {
             Ok(mut server) => {
                 server._dir = Some(dir);
                 server
@@ -238,6 +243,10 @@ pub fn tserve_command(dir: &Path) -> Command {
         .current_dir(dir)
         .env("TMPDIR", dir)
         .env_remove("TS_CONFIG_FILE")
+        // Python workers' thread pools follow these when set; a test that wants them sets them.
+        .env_remove("OMP_NUM_THREADS")
+        .env_remove("MKL_NUM_THREADS")
+        .env_remove("OPENBLAS_NUM_THREADS")
         // Benchmarks set TSERVE_TEST_LOG=info: per-batch debug lines would cost them dearly.
         .env(
             "RUST_LOG",
