@@ -116,15 +116,9 @@ impl ModelManager {
                     tch::Device::Cuda(gpu) => Some(gpu),
                     _ => None,
                 };
-                let backend = PythonBackend::new(
-                    name.clone(),
-                    spec.name.clone(),
-                    spec.model_dir.clone(),
-                    spec.settings.batch_size,
-                    gpu,
-                    python.clone(),
-                    spec.metrics.metrics().clone(),
-                );
+                // Its share of the cores is set from the model's worker count now; workers already
+                // running keep theirs (a process's pools are sized at its start) until replaced.
+                let backend = PythonBackend::new(name.clone(), spec, python.clone(), gpu, self.pool.min_workers());
                 WorkerHandle::spawn(start, backend)
             }
         };

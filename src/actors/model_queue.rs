@@ -90,6 +90,15 @@ impl ModelQueue {
         }
     }
 
+    /// Gives back a batch a worker took but could not run; the next free worker takes it first.
+    pub fn give_back(&self, jobs: Vec<Job>) {
+        let mut state = self.lock();
+        state.queue.put_back(jobs);
+        if !state.queue.is_empty() && state.parked > 0 {
+            self.work.notify_one();
+        }
+    }
+
     /// Wakes every parked worker, so those told to stop see it. Taking the lock first means a
     /// worker is either yet to look at its flag or already parked: none misses the wake-up.
     pub fn wake_all(&self) {

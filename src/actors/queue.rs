@@ -157,6 +157,30 @@ impl JobQueue {
         }
     }
 
+    /// Puts back, at the front and in their order, jobs a worker took but never ran (its backend
+    /// could not take them: a Python worker found out of step or gone while idle), so the next
+    /// worker runs them first. They were admitted already, so the capacity does not apply; a
+    /// queue that has closed since answers them as it answered the jobs that waited.
+    pub fn put_back(&mut self, jobs: Vec<Job>) {
+        match self.admission {
+            Admission::Open => {
+                for job in jobs.into_iter().rev() {
+                    self.jobs.push_front(job);
+                }
+            }
+            Admission::NoWorkers => {
+                for job in jobs {
+                    job.reply.send(Err(self.no_workers(job.version_named)));
+                }
+            }
+            Admission::Closed => {
+                for job in jobs {
+                    job.reply.send(Err(ManagerError::Stopped(self.settings.model.clone())));
+                }
+            }
+        }
+    }
+
     /// Answers every waiting job with `error` (the model lost its workers or is going away).
     pub fn fail_all(&mut self, error: impl Fn() -> ManagerError) {
         self.forming_since = None;
@@ -424,6 +448,39 @@ mod tests {
         queue.set_admission(Admission::Closed);
         assert!(matches!(rc.try_recv(), Ok(Err(ManagerError::Stopped(_)))));
         assert!(matches!(rc.try_recv(), Err(TryRecvError::Closed)));
+    }
+
+    #[test]
+    fn jobs_put_back_go_first_in_their_order_even_past_the_capacity() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(2, 0));
+        let mut answers = Vec::new();
+        for tag in ["a", "b", "c"] {
+            let (job, answer) = job(tag, t0);
+            queue.push(job, false).unwrap();
+            answers.push(answer);
+        }
+        let taken = batch(queue.next_batch(t0));
+        assert_eq!(tags(&taken), ["a", "b"]);
+        let (d, _rd) = job("d", t0);
+        queue.push(d, false).unwrap();
+        queue.put_back(taken);
+        assert_eq!(queue.len(), 4, "a full queue still takes back what it gave out");
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a", "b"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0))), ["c", "d"]);
+    }
+
+    #[test]
+    fn jobs_put_back_into_a_closed_queue_are_answered() {
+        let t0 = Instant::now();
+        let mut queue = JobQueue::new(settings(1, 0));
+        let (a, mut ra) = job("a", t0);
+        queue.push(a, false).unwrap();
+        let taken = batch(queue.next_batch(t0));
+        queue.set_admission(Admission::NoWorkers);
+        queue.put_back(taken);
+        assert!(matches!(ra.try_recv(), Ok(Err(ManagerError::NoWorkers { .. }))));
+        assert!(queue.is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Reads a prediction request into the [`InferenceRequest`] every backend sees, as TorchServe's
 //! frontend does: each field of a multipart form becomes a named parameter with its own content
-//! type; any other body becomes one parameter named `body`, with the request's content type. The
-//! HTTP headers go along. Every read stops at `max_request_size`, and the whole body must arrive
+//! type; any other body becomes one parameter named `body`, with the request's content type. A
+//! parameter's content type is the media type alone, without parameters (`application/json` for
+//! `application/json; charset=utf-8`), as TorchServe's `HttpUtil.getMimeType` gives it: its Python
+//! backend decodes JSON bodies by that exact string. The HTTP headers go along whole. Every read stops at `max_request_size`, and the whole body must arrive
 //! within the read deadline, so a client trickling bytes cannot hold a connection forever.
 
 use std::time::Duration;
@@ -95,9 +97,14 @@ async fn read_parameters(
     }
     Ok(vec![Parameter {
         name: "body".into(),
-        content_type,
+        content_type: content_type.as_deref().map(media_type),
         value: read_limited(payload, limit).await?,
     }])
+}
+
+/// A content type's media type, its parameters dropped: what TorchServe passes its backend.
+fn media_type(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or_default().trim().to_string()
 }
 
 async fn read_limited<E: std::fmt::Display>(
@@ -142,7 +149,7 @@ async fn read_form(request: &HttpRequest, payload: web::Payload, limit: usize) -
     while let Some(field) = form.next().await {
         let field = field.map_err(|e| ApiError::BadRequest(format!("invalid multipart form: {e}")))?;
         let name = field.name().unwrap_or_default().to_string();
-        let content_type = field.content_type().map(|mime| mime.to_string());
+        let content_type = field.content_type().map(|mime| mime.essence_str().to_string());
         let value = read_limited(field, limit - total).await?;
         total += value.len();
         parameters.push(Parameter {
@@ -200,6 +207,19 @@ mod arbitrary_input {
             prop_assert!(total <= LIMITS.max_bytes, "{} bytes read", total);
         }
         Ok(())
+    }
+
+    #[test]
+    fn content_types_reach_backends_without_their_parameters() {
+        assert_eq!(media_type("application/json; charset=utf-8"), "application/json");
+        assert_eq!(media_type("text/plain;charset=utf-8"), "text/plain");
+        assert_eq!(media_type("application/json"), "application/json");
+        let request = read("application/json; charset=utf-8", b"[1]".to_vec()).unwrap();
+        assert_eq!(request.parameters[0].content_type.as_deref(), Some("application/json"));
+        let form = b"--XyZ\r\nContent-Disposition: form-data; name=\"data\"\r\n\
+            Content-Type: application/json; charset=utf-8\r\n\r\n[1]\r\n--XyZ--\r\n";
+        let request = read(CONTENT_TYPES[0], form.to_vec()).unwrap();
+        assert_eq!(request.parameters[0].content_type.as_deref(), Some("application/json"));
     }
 
     #[test]

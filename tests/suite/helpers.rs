@@ -248,6 +248,10 @@ pub fn tserve_command(dir: &Path) -> Command {
         .current_dir(dir)
         .env("TMPDIR", dir)
         .env_remove("TS_CONFIG_FILE")
+        // Python workers' thread pools follow these when set; a test that wants them sets them.
+        .env_remove("OMP_NUM_THREADS")
+        .env_remove("MKL_NUM_THREADS")
+        .env_remove("OPENBLAS_NUM_THREADS")
         // Benchmarks set TSERVE_TEST_LOG=info: per-batch debug lines would cost them dearly.
         .env(
             "RUST_LOG",

@@ -3,7 +3,7 @@
 //! `ts.model_service_worker`, which tserve starts and drives. Expected answers come from
 //! TorchServe's own handler code run in the fixture script, or from PyTorch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,120 @@ fn a_hung_python_worker_is_killed_at_the_response_timeout() {
     assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Worker died."));
     wait_until_ready(&server, "py_behaviour", Duration::from_secs(60));
     assert_eq!(post_text(&server, "/predictions/py_behaviour", "hello").status, 200);
+}
+
+#[test]
+fn a_handler_that_streams_cannot_poison_its_worker() {
+    let server = TestServer::start(&["py_stream.mar", "py_function.mar"], "");
+    let first_pid = post_text(&server, "/predictions/py_stream", "hello").json()["pid"].clone();
+    // Three intermediate responses, then the final one: more replies than requests. The request
+    // gets a 500 that says why, and the worker is retired.
+    let (kind, message) = post_text(&server, "/predictions/py_stream", "stream").error(500);
+    assert_eq!(kind, "InternalServerException");
+    assert!(message.contains("send_intermediate_predict_response"), "{message}");
+    // Every later request gets its own answer, from a new process.
+    for i in 0..20 {
+        let reply = post_text(&server, "/predictions/py_stream", &format!("request {i}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let answer = reply.json();
+        assert_eq!(answer["echo"], format!("request {i}"), "{answer}");
+        assert_ne!(answer["pid"], first_pid, "the worker that streamed is gone");
+    }
+    assert_eq!(post_text(&server, "/predictions/py_function", "still here").json()["input"], "still here");
+    assert_eq!(server.get("/ping").status, 200);
+    let output = server.output_when(|o| o.contains("retiring the worker"));
+    assert!(output.contains("intermediate response") && output.contains("retiring the worker"), "{output}");
+}
+
+/// What each of `workers` Python workers of py_threads reports, keyed by pid: concurrent
+/// requests until every worker has answered.
+fn thread_reports(server: &TestServer, workers: usize) -> BTreeMap<String, Value> {
+    let mut reports = BTreeMap::new();
+    for _ in 0..30 {
+        let answers: Vec<Value> = std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..workers)
+                .map(|_| scope.spawn(|| post_text(server, "/predictions/py_threads", "x").json()))
+                .collect();
+            clients.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        for answer in answers {
+            reports.insert(answer["pid"].to_string(), answer);
+        }
+        if reports.len() == workers {
+            return reports;
+        }
+    }
+    panic!("not every worker answered: {reports:?}");
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[test]
+fn python_workers_get_their_share_of_the_cores() {
+    let share = (cores() / 2).max(1);
+    let server = TestServer::start_with(&["py_threads.mar"], "default_workers_per_model=2");
+    wait_until_ready(&server, "py_threads", Duration::from_secs(120));
+    for report in thread_reports(&server, 2).values() {
+        assert_eq!(report["torch_threads"], share, "{report}");
+        assert_eq!(report["omp"], share.to_string(), "{report}");
+        assert_eq!(report["mkl"], share.to_string(), "{report}");
+    }
+}
+
+#[test]
+fn a_python_worker_started_by_a_scale_gets_the_new_share_and_running_ones_keep_theirs() {
+    let server = TestServer::start(&["py_threads.mar"], "");
+    let first = thread_reports(&server, 1).into_values().next().unwrap();
+    assert_eq!(first["torch_threads"], cores(), "one worker has every core: {first}");
+    let reply = server.manage("PUT", "/models/py_threads?min_worker=2&max_worker=2&synchronous=true");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait_until_ready(&server, "py_threads", Duration::from_secs(120));
+    let reports = thread_reports(&server, 2);
+    let first_pid = first["pid"].to_string();
+    assert_eq!(reports[&first_pid]["torch_threads"], cores(), "sized at its start: {reports:?}");
+    let new = reports.iter().find(|(pid, _)| **pid != first_pid).unwrap().1;
+    assert_eq!(new["torch_threads"], (cores() / 2).max(1), "{new}");
+}
+
+#[test]
+fn thread_variables_set_for_tserve_reach_python_workers_as_they_are() {
+    let server = TestServer::launch_with_env(
+        &["py_threads.mar"],
+        &["py_threads.mar"],
+        "default_workers_per_model=2",
+        &[("OMP_NUM_THREADS", "2")],
+    );
+    wait_until_ready(&server, "py_threads", Duration::from_secs(120));
+    for report in thread_reports(&server, 2).values() {
+        assert_eq!(report["omp"], "2", "{report}");
+        assert_eq!(report["torch_threads"], 2, "{report}");
+        assert_eq!(report["mkl"], Value::Null, "none of the others is set for the user: {report}");
+    }
+}
+
+#[test]
+fn json_and_text_bodies_with_parameters_reach_the_handler_decoded_as_in_torchserve() {
+    let server = TestServer::start(&["py_content.mar"], "");
+    let send = |content_type: &str, body: &str| {
+        let reply = Reply::from(ureq::post(&server.url("/predictions/py_content")).set("Content-Type", content_type).send_string(body));
+        assert_eq!(reply.status, 200, "{content_type}: {}", reply.body);
+        reply.json()
+    };
+    // TorchServe's frontend passes the media type without its parameters, and its backend
+    // decodes `application/json` to an object and `text/*` to a str.
+    let expected = json!({"type": "dict", "value": {"a": 1}, "content_type": "application/json"});
+    assert_eq!(send("application/json", r#"{"a": 1}"#), expected);
+    assert_eq!(send("application/json; charset=utf-8", r#"{"a": 1}"#), expected);
+    assert_eq!(
+        send("text/plain; charset=utf-8", "h\u{e9}llo"),
+        json!({"type": "str", "value": "h\u{e9}llo", "content_type": "text/plain"})
+    );
+    assert_eq!(
+        send("application/octet-stream", "raw"),
+        json!({"type": "bytearray", "value": "raw", "content_type": "application/octet-stream"})
+    );
 }
 
 /// TorchServe's quick start, as its README has it, with an eager DenseNet-161 made locally.

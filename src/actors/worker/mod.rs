@@ -36,6 +36,11 @@ pub enum WorkerExit {
     /// The worker's process ended or its connection broke.
     #[error("{0}")]
     ProcessEnded(String),
+    /// The worker's process answered out of step with the requests it was sent (more replies
+    /// than requests, or a reply for a request it was not sent): reading on would hand later
+    /// clients answers meant for others.
+    #[error("its replies got out of step with its requests: {0}")]
+    OutOfStep(String),
 }
 
 /// What a worker's thread tells its manager.
@@ -53,6 +58,11 @@ pub trait Backend: Send + 'static {
     /// Loads the model; called once, on the worker's thread, before any batch. A backend that
     /// runs the model in a child process says which, through `child`.
     fn load(&mut self, child: &ChildPid) -> Result<(), WorkerExit>;
+    /// Whether the backend can run a batch now; asked with a batch in hand, before `run`. An
+    /// `Err` retires the worker, and the batch, never sent, goes back to the queue for another.
+    fn ready(&mut self) -> Result<(), WorkerExit> {
+        Ok(())
+    }
     /// Runs a batch and answers each of its jobs. An `Err` retires the worker; jobs it left
     /// unanswered read `Worker died.` to their clients.
     fn run(&mut self, jobs: Vec<Job>) -> Result<(), WorkerExit>;
@@ -193,6 +203,16 @@ fn serve_batches(backend: &mut impl Backend, start: &WorkerStart, link: &WorkerL
         Err(panic) => return Some(WorkerEvent::Died(start.id, panicked(panic.as_ref()))),
     }
     while let Some(jobs) = start.queue.take_batch(&link.stop) {
+        let unready = match catch_unwind(AssertUnwindSafe(|| backend.ready())) {
+            Ok(Ok(())) => None,
+            Ok(Err(exit)) => Some(exit),
+            Err(panic) => Some(panicked(panic.as_ref())),
+        };
+        if let Some(exit) = unready {
+            // The batch never reached the backend: it is not this worker's failure to answer.
+            start.queue.give_back(jobs);
+            return Some(WorkerEvent::Died(start.id, exit));
+        }
         let taken = Instant::now();
         for job in &jobs {
             start.metrics.dequeued(job.version_named, taken.saturating_duration_since(job.accepted_at));

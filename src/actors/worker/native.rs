@@ -28,7 +28,7 @@ pub fn threads_per_worker(cores: usize, workers: usize) -> usize {
 
 /// The cores this process may use, read once: `available_parallelism` reads cgroup files on
 /// every call, far too slow for every batch.
-fn cores() -> usize {
+pub(super) fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

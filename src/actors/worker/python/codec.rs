@@ -38,6 +38,16 @@ pub struct PredictionFrame {
     pub body: Vec<u8>,
 }
 
+impl PredictionFrame {
+    /// An intermediate answer (`send_intermediate_predict_response`): the backend marks it with
+    /// the header `ts_stream_next: true`, and more frames for the same request follow it.
+    pub fn is_intermediate(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(name, value)| name.eq_ignore_ascii_case("ts_stream_next") && value.eq_ignore_ascii_case("true"))
+    }
+}
+
 /// A whole response: the batch's code and message, and one frame per request (none when the
 /// code is not 200).
 #[derive(Debug, Clone, PartialEq, Eq)]

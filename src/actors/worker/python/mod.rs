@@ -8,11 +8,17 @@
 //! and reads the answer. The process's stdout and stderr become log lines under the worker's
 //! name. If the process dies, its batch's clients get `Worker died.` (507 when it was killed by
 //! SIGKILL, the OOM killer's signal, as TorchServe answers), and the manager replaces the worker.
+//! A worker whose replies get out of step with its requests ([`step`]) is retired the same way,
+//! so one handler can never hand a later client an answer meant for another.
+//!
+//! Each process gets its share of the cores for its thread pools (`OMP_NUM_THREADS` ...), as
+//! native workers do, unless the user sized them in tserve's environment.
 
 mod codec;
 mod output;
+mod step;
 
-use std::io::{BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -22,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::native::{cores, threads_per_worker};
 use super::{Backend, ChildPid, WorkerExit};
-use crate::actors::{Job, ManagerError, PythonSpec};
+use crate::actors::{Job, ManagerError, ModelSpec, PythonSpec};
 use crate::handlers::ModelError;
 use crate::metrics::Metrics;
 use crate::request::{Body, Prediction};
@@ -33,6 +40,10 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a process whose connection broke may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
+/// The variables that size a Python worker's thread pools: OpenMP's (libtorch's intra-op pool),
+/// MKL's and OpenBLAS's (BLAS calls, NumPy's too).
+const THREAD_VARIABLES: [&str; 3] = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"];
+
 pub struct PythonBackend {
     name: String,
     model_name: String,
@@ -40,6 +51,8 @@ pub struct PythonBackend {
     batch_size: usize,
     gpu: Option<usize>,
     spec: PythonSpec,
+    /// The model's worker count when this worker was started, which sets its share of the cores.
+    workers: usize,
     /// Where the metrics the handler prints go.
     metrics: Arc<Metrics>,
     child: Option<Child>,
@@ -52,23 +65,17 @@ struct Connection {
 }
 
 impl PythonBackend {
-    pub fn new(
-        name: String,
-        model_name: String,
-        model_dir: PathBuf,
-        batch_size: usize,
-        gpu: Option<usize>,
-        spec: PythonSpec,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// A worker of `model`, one of `workers` the model has now.
+    pub fn new(name: String, model: &ModelSpec, spec: PythonSpec, gpu: Option<usize>, workers: usize) -> Self {
         Self {
             name,
-            model_name,
-            model_dir,
-            batch_size,
+            model_name: model.name.clone(),
+            model_dir: model.model_dir.clone(),
+            batch_size: model.settings.batch_size,
             gpu,
             spec,
-            metrics,
+            workers,
+            metrics: model.metrics.metrics().clone(),
             child: None,
             connection: None,
         }
@@ -97,6 +104,7 @@ impl PythonBackend {
             .env("TS_DECODE_INPUT_REQUEST", self.spec.decode_input_request.to_string())
             .env("TS_IPEX_ENABLE", "false")
             .env("TS_IPEX_GPU_ENABLE", "false")
+            .envs(thread_env(threads_per_worker(cores(), self.workers), |name| std::env::var_os(name).is_some()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -167,14 +175,45 @@ impl PythonBackend {
                 }));
                 continue;
             };
-            let frame = predictions.swap_remove(position);
-            job.reply.send(Ok(Prediction {
-                body: Body::Raw(Bytes::from(frame.body)),
-                status: u16::try_from(frame.status).unwrap_or(200),
-                content_type: Some(frame.content_type).filter(|t| !t.is_empty()),
-                headers: frame.headers,
-            }));
+            job.reply.send(Ok(prediction(predictions.swap_remove(position))));
         }
+    }
+
+    /// Answers the batch whose reply showed the worker out of step, which is then retired: a
+    /// request with a final reply of its own in a successful response gets it; every other gets
+    /// a 500 saying why, since its answer, if one comes, is behind replies that are never read.
+    fn answer_out_of_step(&self, jobs: Vec<Job>, response: codec::Response, why: &step::OutOfStep) {
+        log::error!("{}: {why}; retiring the worker", self.name);
+        let message = match why {
+            step::OutOfStep::Intermediate(_) => {
+                "The handler sent intermediate responses (send_intermediate_predict_response), which tserve \
+                 does not stream yet; its worker is replaced"
+            }
+            _ => "The Python worker's replies got out of step with its requests; the worker is replaced",
+        };
+        let mut predictions = if response.code == 200 { response.predictions } else { Vec::new() };
+        for job in jobs {
+            let own = predictions
+                .iter()
+                .position(|p| p.request_id == job.request.id && !p.is_intermediate());
+            match own {
+                Some(position) => job.reply.send(Ok(prediction(predictions.swap_remove(position)))),
+                None => job.reply.send(Err(ManagerError::Backend {
+                    status: 500,
+                    message: message.into(),
+                })),
+            }
+        }
+    }
+}
+
+/// A request's answer, from its frame.
+fn prediction(frame: codec::PredictionFrame) -> Prediction {
+    Prediction {
+        body: Body::Raw(Bytes::from(frame.body)),
+        status: u16::try_from(frame.status).unwrap_or(200),
+        content_type: Some(frame.content_type).filter(|t| !t.is_empty()),
+        headers: frame.headers,
     }
 }
 
@@ -235,14 +274,84 @@ impl Backend for PythonBackend {
         };
         let frame = codec::encode_inference(jobs.iter().map(|job| &job.request));
         let response = codec::send(&mut connection.writer, &frame).and_then(|()| codec::read_response(&mut connection.reader));
-        match response {
-            Ok(response) => {
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => return Err(self.process_failed(jobs, error)),
+        };
+        let batch: Vec<&str> = jobs.iter().map(|job| job.request.id.as_str()).collect();
+        match step::check(&batch, &response) {
+            Ok(()) => {
                 self.answer(jobs, response);
                 Ok(())
             }
-            Err(error) => Err(self.process_failed(jobs, error)),
+            Err(why) => {
+                // Never read again: the manager kills the process and starts another.
+                self.connection = None;
+                self.answer_out_of_step(jobs, response, &why);
+                Err(WorkerExit::OutOfStep(why.to_string()))
+            }
         }
     }
+
+    /// Before a batch is sent: anything the process wrote since its last reply was asked by no
+    /// request (a handler writing to its socket itself), and a closed connection means the
+    /// process ended while idle. Either way the batch, not yet sent, goes to another worker.
+    fn ready(&mut self) -> Result<(), WorkerExit> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(WorkerExit::ProcessEnded("no connection to the Python worker".into()));
+        };
+        match unread(connection) {
+            Ok(Unread::Nothing) => Ok(()),
+            Ok(Unread::Bytes) => {
+                self.connection = None;
+                log::error!("{}: {}; retiring the worker", self.name, step::OutOfStep::Unsolicited);
+                Err(WorkerExit::OutOfStep(step::OutOfStep::Unsolicited.to_string()))
+            }
+            Ok(Unread::Closed) => {
+                self.connection = None;
+                Err(WorkerExit::ProcessEnded("the Python worker closed its connection while idle".into()))
+            }
+            Err(error) => {
+                self.connection = None;
+                Err(WorkerExit::ProcessEnded(format!("the Python worker's connection broke: {error}")))
+            }
+        }
+    }
+}
+
+/// What waits on a connection between replies.
+#[derive(Debug, PartialEq, Eq)]
+enum Unread {
+    Nothing,
+    Bytes,
+    /// The process closed its end.
+    Closed,
+}
+
+/// Looks at the connection without waiting: bytes already read into the buffer count, else the
+/// socket is read once in non-blocking mode (what it gives stays in the buffer).
+fn unread(connection: &mut Connection) -> std::io::Result<Unread> {
+    connection.reader.get_ref().set_nonblocking(true)?;
+    let looked = match connection.reader.fill_buf() {
+        Ok([]) => Ok(Unread::Closed),
+        Ok(_) => Ok(Unread::Bytes),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => Ok(Unread::Nothing),
+        Err(e) => Err(e),
+    };
+    // The writer shares the socket (and so its blocking mode): restored before anything is sent.
+    connection.reader.get_ref().set_nonblocking(false)?;
+    looked
+}
+
+/// What to add to a Python worker's environment so that its pools use `threads` threads: each
+/// of [`THREAD_VARIABLES`], unless the user set any of them in tserve's environment (`is_set`).
+/// They are read together (torch sizes its pool by MKL's variable over OpenMP's), so one set by
+/// hand means the user sizes the pools, and each passes through as the user left it.
+fn thread_env(threads: usize, is_set: impl Fn(&str) -> bool) -> Vec<(&'static str, String)> {
+    if THREAD_VARIABLES.iter().any(|name| is_set(name)) {
+        return Vec::new();
+    }
+    THREAD_VARIABLES.iter().map(|&name| (name, threads.to_string())).collect()
 }
 
 impl Drop for PythonBackend {
@@ -297,5 +406,43 @@ fn wait_briefly(child: &mut Child, grace: Duration) -> Option<std::process::Exit
             }
             Err(_) => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_pool_gets_the_share_unless_the_user_sized_any() {
+        let ours = thread_env(3, |_| false);
+        assert_eq!(
+            ours,
+            [("OMP_NUM_THREADS", "3".to_string()), ("MKL_NUM_THREADS", "3".to_string()), ("OPENBLAS_NUM_THREADS", "3".to_string())]
+        );
+        assert!(thread_env(3, |name| name == "OMP_NUM_THREADS").is_empty());
+        assert!(thread_env(3, |name| name == "MKL_NUM_THREADS").is_empty());
+    }
+
+    fn pair() -> (Connection, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let connection = Connection {
+            reader: BufReader::new(ours.try_clone().unwrap()),
+            writer: BufWriter::new(ours),
+        };
+        (connection, theirs)
+    }
+
+    #[test]
+    fn unread_bytes_and_a_closed_connection_are_seen_without_waiting() {
+        use std::io::Write;
+        let (mut connection, mut theirs) = pair();
+        assert_eq!(unread(&mut connection).unwrap(), Unread::Nothing);
+        theirs.write_all(b"stray").unwrap();
+        assert_eq!(unread(&mut connection).unwrap(), Unread::Bytes);
+        assert_eq!(unread(&mut connection).unwrap(), Unread::Bytes, "still there: looking reads nothing away");
+        let (mut connection, theirs) = pair();
+        drop(theirs);
+        assert_eq!(unread(&mut connection).unwrap(), Unread::Closed);
     }
 }
