@@ -94,7 +94,7 @@ impl ModelQueue {
     pub fn give_back(&self, jobs: Vec<Job>) {
         let mut state = self.lock();
         state.queue.put_back(jobs);
-        if !state.queue.is_empty() && state.parked > 0 {
+        if !state.queue.is_empty() && state.queue.idle_workers() > 0 {
             self.work.notify_one();
         }
     }

@@ -238,12 +238,7 @@ fn a_python_worker_started_by_a_scale_gets_the_new_share_and_running_ones_keep_t
 
 #[test]
 fn thread_variables_set_for_tserve_reach_python_workers_as_they_are() {
-    let server = TestServer::launch_with_env(
-        &["py_threads.mar"],
-        &["py_threads.mar"],
-        "default_workers_per_model=2",
-        &[("OMP_NUM_THREADS", "2")],
-    );
+    let server = TestServer::start_with_env(&["py_threads.mar"], "default_workers_per_model=2", &[("OMP_NUM_THREADS", "2")]);
     wait_until_ready(&server, "py_threads", Duration::from_secs(120));
     for report in thread_reports(&server, 2).values() {
         assert_eq!(report["omp"], "2", "{report}");
