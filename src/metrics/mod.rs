@@ -192,7 +192,7 @@ impl Metrics {
         }
     }
 
-    /// A frontend reading with level `Host` (`QueueTime`, `WorkerThreadTime`, system metrics).
+    /// A frontend reading with level `Host` (the system metrics).
     pub fn host_gauge(&self, name: &str, value: f64) {
         if let Some(recorder) = self.frontend_recorder(name, &["Host"]) {
             self.record(&recorder, value, TS_METRICS, None);
@@ -253,6 +253,7 @@ impl Metrics {
             latency: per_label("ts_inference_latency_microseconds"),
             queue_latency: per_label("ts_queue_latency_microseconds"),
             queue_time: self.frontend_recorder("QueueTime", &["Host"]),
+            worker_thread_time: self.frontend_recorder("WorkerThreadTime", &["Host"]),
             handler_time: self.backend_recorder("HandlerTime", &[model, "Model"]),
             prediction_time: self.backend_recorder("PredictionTime", &[model, "Model"]),
             tserve: self.tserve.as_ref().map(|t| t.for_model(model, version)),
@@ -299,6 +300,7 @@ pub struct ModelMetrics {
     latency: [Option<Recorder>; 2],
     queue_latency: [Option<Recorder>; 2],
     queue_time: Option<Recorder>,
+    worker_thread_time: Option<Recorder>,
     handler_time: Option<Recorder>,
     prediction_time: Option<Recorder>,
     tserve: Option<TserveModel>,
@@ -360,6 +362,14 @@ impl ModelMetrics {
         }
         if let Some(tserve) = &self.tserve {
             tserve.queue.observe(waited.as_secs_f64());
+        }
+    }
+
+    /// `WorkerThreadTime`: what a worker's thread spent on a batch outside the backend call
+    /// (forming the request, answering the jobs, bookkeeping), recorded for every batch run.
+    pub fn worker_thread_time(&self, took: Duration) {
+        if let Some(recorder) = &self.worker_thread_time {
+            self.metrics.record(recorder, millis(took), TS_METRICS, None);
         }
     }
 
