@@ -1,7 +1,9 @@
 //! Faults and overload, end to end: models that run too long, fail to load or are swamped; clients
-//! that give up; a stop with requests in flight. The server must answer each request correctly and
+//! that give up, over http and https; a stop with requests in flight. The server must answer each request correctly and
 //! keep serving everything else.
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -133,6 +135,57 @@ fn a_job_whose_client_disconnected_is_not_run() {
 }
 
 #[test]
+fn a_job_whose_client_disconnected_is_not_run_on_https_either() {
+    let (certificate, key) = crate::security::certificate();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("model_store")).unwrap();
+    std::fs::copy(fixture("sleepy.mar"), dir.path().join("model_store/sleepy.mar")).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &certificate).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+    let config = "inference_address=https://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
+                  metrics_address=http://127.0.0.1:0\ndisable_token_authorization=true\n\
+                  private_key_file=key.pem\ncertificate_file=cert.pem\ndefault_workers_per_model=1\n";
+    std::fs::write(dir.path().join("config.properties"), config).unwrap();
+    let args: Vec<String> = "--foreground --ncs --ts-config config.properties --model-store model_store --models sleepy.mar"
+        .split(' ')
+        .map(String::from)
+        .collect();
+    let server = TestServer::spawn_in(dir.path(), &args).unwrap();
+    let port = server.base_url.rsplit(':').next().unwrap().to_string();
+    let url = format!("https://localhost:{port}/predictions/sleepy");
+    let tls = crate::security::tls_config(&certificate);
+    let agent = ureq::AgentBuilder::new().tls_config(tls.clone()).build();
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| Reply::from(agent.post(&url).send_bytes(&busy_for(3.0))));
+        std::thread::sleep(Duration::from_millis(300));
+        // This client gives up while its job is still queued behind the running one, and
+        // leaves as a well-behaved TLS client does: close_notify, then its FIN. (The server reads
+        // that as a clean end of stream, not an error, so only the disconnect check can tell.)
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut session = rustls::ClientConnection::new(tls.clone(), name).unwrap();
+        let mut socket = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        let request = b"POST /predictions/sleepy HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n[7.0]";
+        rustls::Stream::new(&mut session, &mut socket).write_all(request).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        session.send_close_notify();
+        while session.wants_write() {
+            session.write_tls(&mut socket).unwrap();
+        }
+        drop(socket);
+        assert_eq!(running.join().unwrap().status, 200);
+    });
+    let reply = Reply::from(agent.post(&url).send_bytes(b"[0.0]"));
+    assert_eq!(reply.status, 200);
+    server.output_when(|o| o.contains("dropped a job whose client has gone") && o.matches("ran batch of 1 ").count() >= 2);
+    // As in the plain-HTTP test: had the abandoned job run, its line would come before the
+    // last one's; give the reader a moment, then count.
+    std::thread::sleep(Duration::from_millis(300));
+    let output = server.output();
+    assert!(output.contains("dropped a job whose client has gone"), "{output}");
+    assert_eq!(output.matches("ran batch of 1 ").count(), 2, "two jobs ran:\n{output}");
+}
+
+#[test]
 fn sigterm_finishes_requests_in_flight_then_exits_0() {
     let mut server = TestServer::start(&["sleepy.mar"], "");
     let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
@@ -169,3 +222,4 @@ fn scaling_to_zero_answers_queued_requests_instead_of_leaving_them_waiting() {
     assert_eq!(server.manage("PUT", "/models/sleepy?min_worker=1&synchronous=true").status, 200);
     assert_eq!(server.post("/predictions/sleepy", b"[0.0]").status, 200);
 }
+
