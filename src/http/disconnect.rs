@@ -27,10 +27,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Clone, Copy)]
 struct ConnectionSocket(RawFd);
 
-/// `HttpServer::on_connect` hook: remembers each connection's TCP socket, plain or TLS.
+/// `HttpServer::on_connect` hook: remembers each connection's TCP socket, plain or TLS, and
+/// puts the connection under the idle watch.
 pub fn remember_socket(connection: &dyn Any, data: &mut Extensions) {
     if let Some(socket) = socket_of(connection) {
         data.insert(ConnectionSocket(socket));
+        super::idle::watch(socket, data);
     }
 }
 
