@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tch::Device;
 
@@ -108,7 +108,7 @@ impl Backend for NativeBackend {
         Ok(())
     }
 
-    fn run(&mut self, jobs: Vec<Job>) -> Result<(), WorkerExit> {
+    fn run(&mut self, jobs: Vec<Job>) -> Result<Duration, WorkerExit> {
         self.share_cores();
         let Some(model) = &self.model else {
             return Err(WorkerExit::Panicked("a batch reached a worker with no model".into()));
@@ -116,6 +116,8 @@ impl Backend for NativeBackend {
         let started = Instant::now();
         let inputs: Vec<&[u8]> = jobs.iter().map(|job| job.request.input()).collect();
         let answers = model.predict(&inputs);
+        // The backend call: the handler's pre-processing, forward and post-processing.
+        let in_backend = started.elapsed();
         if let Some(fault) = answers.iter().find_map(|a| a.as_ref().err().filter(|e| e.is_fault())) {
             return Err(WorkerExit::Fault(fault.clone()));
         }
@@ -138,7 +140,7 @@ impl Backend for NativeBackend {
             }
             job.reply.send(answer.map(Prediction::json).map_err(ManagerError::Model));
         }
-        Ok(())
+        Ok(in_backend)
     }
 }
 
