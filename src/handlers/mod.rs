@@ -188,7 +188,7 @@ impl LoadedModel {
         })
         .map_err(load_error)?;
         if !fresh {
-            log::debug!("{}: sharing the weights already loaded on {device:?}", model_file.display());
+            log::info!("{}: sharing the weights already loaded on {device:?}", model_file.display());
         }
         let model = Self {
             module,

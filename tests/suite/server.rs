@@ -149,6 +149,29 @@ fn concurrent_clients_all_get_their_own_answers() {
 }
 
 #[test]
+fn workers_share_one_copy_of_the_weights_and_answer_as_one_alone() {
+    // Two workers of one model run `forward` on one shared module, at the same time: every
+    // answer under concurrent load equals the answer to the same image alone.
+    let server = TestServer::start_with(&["resnet18.mar"], "default_workers_per_model=2");
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let alone = server.post("/predictions/resnet18", &photo).json();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let (server, photo, alone) = (&server, &photo, &alone);
+            scope.spawn(move || {
+                for _ in 0..4 {
+                    let reply = server.post("/predictions/resnet18", photo);
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    assert_close(&reply.json(), alone, 1e-5);
+                }
+            });
+        }
+    });
+    let output = server.output_when(|o| o.contains("sharing the weights"));
+    assert_eq!(output.matches("sharing the weights already loaded on Cpu").count(), 1, "{output}");
+}
+
+#[test]
 fn oversized_body_is_413() {
     let server = TestServer::start(&["mlp.mar"], "max_request_size=1000");
     let big = vec![b' '; 2000];
