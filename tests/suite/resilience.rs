@@ -120,12 +120,26 @@ fn with_use_job_ticket_a_request_no_worker_is_free_for_gets_503_at_once() {
     let server = TestServer::start(&["sleepy_ticket.mar"], "");
     assert_eq!(server.post("/predictions/sleepy_ticket", b"[0.0]").status, 200, "an idle worker takes it");
     std::thread::scope(|scope| {
-        let running = scope.spawn(|| server.post("/predictions/sleepy_ticket", &busy_for(2.0)));
-        std::thread::sleep(Duration::from_millis(300));
-        let (kind, message) = server.post("/predictions/sleepy_ticket", b"[0.0]").error(503);
+        // The long job, retried if a probe happens to hold the one ticket when it arrives.
+        let running = scope.spawn(|| loop {
+            let reply = server.post("/predictions/sleepy_ticket", &busy_for(3.0));
+            if reply.status != 503 {
+                break reply;
+            }
+        });
+        // Probe until the long job holds the worker (on a loaded machine it may take a moment
+        // to get there; a probe before that is simply served).
+        let refused = loop {
+            let probe = server.post("/predictions/sleepy_ticket", b"[0.0]");
+            if probe.status != 200 || running.is_finished() {
+                break probe;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(!running.is_finished(), "a probe was refused while the worker was busy: not queued");
+        let (kind, message) = refused.error(503);
         assert_eq!(kind, "ServiceUnavailableException");
         assert!(message.starts_with("Model \"sleepy_ticket\" has no worker to serve inference request."), "{message}");
-        assert!(!running.is_finished(), "answered while the worker was still busy: refused, not queued");
         assert_eq!(running.join().unwrap().status, 200);
     });
     // Free again once the worker is back waiting (it parks a moment after its answer).
