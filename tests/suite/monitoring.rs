@@ -218,7 +218,9 @@ fn worker_thread_time_is_recorded_for_every_batch_in_each_mode() {
     // prometheus: a gauge with TorchServe's labels, HELP and unit.
     let server = TestServer::start(&["mlp.mar"], "metrics_mode=prometheus");
     assert_eq!(predict_mlp(&server, "/predictions/mlp").status, 200);
-    let (reply, families) = scrape(&server, "?name[]=WorkerThreadTime");
+    // Recorded once the worker thread is done with the batch, which can be just after the
+    // client has its answer.
+    let (reply, families) = scrape_when(&server, |families| sample(families, "WorkerThreadTime", &[("Level", "Host")]).is_some());
     assert!(
         reply.body.contains("# HELP WorkerThreadTime Torchserve prometheus gauge metric with unit: Milliseconds\n"),
         "{}",
