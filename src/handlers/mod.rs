@@ -7,6 +7,7 @@ pub mod image;
 mod image_classifier;
 mod labels;
 pub mod tensor_json;
+pub mod typed;
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use serde_json::Value;
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use crate::error::{Code, ErrorCode};
+use crate::tensor::TensorData;
 
 pub use base::BaseHandler;
 pub use image_classifier::ImageClassifier;
@@ -244,6 +246,53 @@ impl LoadedModel {
         answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(ModelError::InvalidOutput("no answer".into()))))
+            .collect()
+    }
+
+    /// Runs one request's typed tensors as the model's `forward` arguments, as they are (the
+    /// request's tensors carry their own batch dimension); its result, a tensor or a tuple or
+    /// list of tensors, comes back as `output__0`, `output__1` ..., with real dtypes and shapes.
+    pub fn predict_tensors(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>, ModelError> {
+        let arguments = inputs
+            .iter()
+            .map(|input| {
+                let tensor = typed::to_tensor(input)?;
+                let tensor = if self.device == Device::Cpu {
+                    tensor
+                } else {
+                    tensor.f_to(self.device).map_err(ModelError::from_torch)?
+                };
+                Ok(IValue::Tensor(tensor))
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let output = self.module.forward_is(&arguments).map_err(ModelError::from_torch)?;
+        let tensors = match output {
+            IValue::Tensor(tensor) => vec![tensor],
+            IValue::TensorList(tensors) => tensors,
+            IValue::Tuple(items) | IValue::GenericList(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    IValue::Tensor(tensor) => Ok(tensor),
+                    other => Err(ModelError::InvalidOutput(format!(
+                        "the model returned {} among its results, expected tensors",
+                        ivalue_kind(&other)
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(ModelError::InvalidOutput(format!(
+                    "the model returned {}, expected tensors",
+                    ivalue_kind(&other)
+                )))
+            }
+        };
+        tensors
+            .iter()
+            .enumerate()
+            .map(|(index, tensor)| {
+                let tensor = tensor.f_to(Device::Cpu).map_err(ModelError::from_torch)?;
+                typed::from_tensor(format!("output__{index}"), &tensor)
+            })
             .collect()
     }
 

@@ -14,7 +14,7 @@ use tch::Device;
 
 use super::{Backend, ChildPid, WorkerExit};
 use crate::actors::{HandlerFactory, Job, ManagerError};
-use crate::handlers::LoadedModel;
+use crate::handlers::{LoadedModel, ModelError};
 use crate::request::Prediction;
 
 /// Native workers alive in the process: each holds one count while its thread runs.
@@ -114,8 +114,24 @@ impl Backend for NativeBackend {
             return Err(WorkerExit::Panicked("a batch reached a worker with no model".into()));
         };
         let started = Instant::now();
-        let inputs: Vec<&[u8]> = jobs.iter().map(|job| job.request.input()).collect();
-        let answers = model.predict(&inputs);
+        // Payloads go through the handler, batched; typed tensors (OIP, KServe v1) go to
+        // `forward` as they are, one request at a time.
+        let mut answers: Vec<Result<Prediction, ModelError>> = Vec::with_capacity(jobs.len());
+        let payloads: Vec<&[u8]> = jobs
+            .iter()
+            .filter(|job| job.request.tensors.is_none())
+            .map(|job| job.request.input())
+            .collect();
+        let mut handled = model.predict(&payloads).into_iter();
+        for job in &jobs {
+            answers.push(match &job.request.tensors {
+                Some(tensors) => model.predict_tensors(tensors).map(Prediction::tensors),
+                None => handled
+                    .next()
+                    .unwrap_or_else(|| Err(ModelError::InvalidOutput("no answer".into())))
+                    .map(Prediction::json),
+            });
+        }
         if let Some(fault) = answers.iter().find_map(|a| a.as_ref().err().filter(|e| e.is_fault())) {
             return Err(WorkerExit::Fault(fault.clone()));
         }
@@ -136,7 +152,7 @@ impl Backend for NativeBackend {
             if let Err(e) = &answer {
                 log::warn!("{}: request failed: {e}", self.name);
             }
-            job.reply.send(answer.map(Prediction::json).map_err(ManagerError::Model));
+            job.reply.send(answer.map_err(ManagerError::Model));
         }
         Ok(())
     }
