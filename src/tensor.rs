@@ -198,7 +198,7 @@ impl TensorData {
                 .collect());
         }
         let size = self.datatype.size().unwrap_or(1);
-        if self.data.len() % size != 0 {
+        if !self.data.len().is_multiple_of(size) {
             return Err(format!("tensor '{}' has a partial element", self.name));
         }
         Ok(self.data.chunks_exact(size).map(|bytes| decode(self.datatype, bytes)).collect())
