@@ -114,3 +114,14 @@ fn the_new_routes_need_the_inference_token() {
         .unwrap();
     assert_eq!(live.status(), 200);
 }
+
+/// Python handlers get OIP and v1 bodies wrapped by TorchServe's own envelope, chosen by
+/// `service_envelope`, and answer as TorchServe answers.
+#[test]
+fn python_handlers_behind_torchserves_kserve_envelopes() {
+    let v2 = TestServer::start(&["py_envelope.mar"], "service_envelope=kservev2");
+    clients(&v2, "envelope_v2");
+    drop(v2);
+    let v1 = TestServer::start(&["py_envelope.mar"], "service_envelope=kserve");
+    clients(&v1, "envelope_v1");
+}
