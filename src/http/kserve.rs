@@ -1,10 +1,13 @@
 //! KServe's v1 protocol on the inference listener: `POST /v1/models/{model}:predict` with
-//! `{"instances": [...]}` (or `{"inputs": [...]}`), and `GET /v1/models/{model}` readiness. For
+//! `{"instances": [...]}` (or `{"inputs": [...]}`), `:explain`, and `GET /v1/models/{model}`
+//! readiness. For
 //! a native model the instances are its rows: stacked into one tensor (`torch.as_tensor`'s
 //! dtypes), run through one `forward`, the output's rows are the predictions. A Python handler
 //! gets the body as `/predictions` would give it, as TorchServe does (its `kserve` envelope reads
-//! the instances and shapes the answer). Errors keep TorchServe's shape, as TorchServe answers
-//! them on these routes.
+//! the instances and shapes the answer). `:explain` is TorchServe's: the request goes to a
+//! Python handler with the header `explain: True` (BaseHandler then explains; the `kserve`
+//! envelope answers `{"explanations": ...}`); native models have no explainer yet (501). Errors
+//! keep TorchServe's shape, as TorchServe answers them on these routes.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -21,6 +24,11 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/models/{model}:predict")
             .route(web::post().to(predict))
+            .route(web::route().to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/models/{model}:explain")
+            .route(web::post().to(explain))
             .route(web::route().to(method_not_allowed)),
     )
     .service(
@@ -81,6 +89,33 @@ async fn predict(
         .insert_header(("x-request-id", request_id))
         .content_type("application/json")
         .body(pretty_json(&answer)))
+}
+
+/// TorchServe's explanations: a Python handler gets the request with `explain: True`.
+async fn explain(
+    request: HttpRequest,
+    model: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let target = Target {
+        model: model.into_inner(),
+        version: None,
+    };
+    if state.models.model_info(&target)?.native {
+        return Err(ApiError::NotImplemented(format!(
+            "Model {} is a TorchScript model served natively, which has no explainer yet; serve it \
+             on the Python backend (model-config YAML `tserve: {{backend: python}}`) with a handler that \
+             explains, e.g. with Captum",
+            target.model
+        )));
+    }
+    let mut input = payload::read_request(&request, body, state.body_limits).await?;
+    input.headers.retain(|(name, _)| name != "explain");
+    input.headers.push(("explain".into(), "True".into()));
+    let request_id = input.id.clone();
+    let prediction = run(&request, &state, &target, input).await?;
+    Ok(respond(prediction, &request_id))
 }
 
 /// `{"name", "ready"}`: 200 when the default version has a ready worker, else 503, as KServe's

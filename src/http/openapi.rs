@@ -109,6 +109,10 @@ pub const INFERENCE: &str = r##"{
       "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
       "post": {"operationId": "kserveV1Predict", "description": "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out.", "responses": {"200": {"description": "{\"predictions\": [...]}"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}
     },
+    "/v1/models/{model_name}:explain": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "kserveV1Explain", "description": "A Python handler explains (the explain: True header); native models: 501.", "responses": {"200": {"description": "The handler's explanations"}, "404": {"$ref": "#/components/responses/Error"}, "501": {"$ref": "#/components/responses/Error"}}}
+    },
     "/v1/models/{model_name}": {
       "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
       "get": {"operationId": "kserveV1Ready", "responses": {"200": {"description": "{\"name\", \"ready\": true}"}, "503": {"description": "{\"name\", \"ready\": false}"}, "404": {"$ref": "#/components/responses/Error"}}}

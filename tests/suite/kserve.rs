@@ -93,6 +93,10 @@ fn errors_in_each_protocols_shape() {
     let reply = server.post("/v1/models/mlp:predict", b"{\"instances\": [[1.5, 2, 3, 4], [0, 0, 0, 0]]}");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["predictions"].as_array().unwrap().len(), 2);
+    // Native models have no explainer: a 501 that names the alternative.
+    let (kind, message) = server.post("/v1/models/mlp:explain", b"{\"instances\": [[1.5, 2, 3, 4]]}").error(501);
+    assert_eq!(kind, "NotImplementedException");
+    assert!(message.contains("Python backend"), "{message}");
     let live = server.get("/v2/health/live");
     assert_eq!((live.status, live.json()), (200, json!({"live": true})));
 }
