@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tch::{Kind, Tensor};
 
 use super::ModelError;
-use crate::tensor::{widen_unsigned, DataType, TensorData};
+use crate::tensor::{element_count, widen_unsigned, DataType, TensorData};
 
 /// A typed tensor as a libtorch tensor (on the CPU). libtorch has no BYTES, and no unsigned
 /// types wider than 8 bits: UINT16/UINT32 widen to INT32/INT64, UINT64 to INT64 when it fits.
@@ -34,6 +34,19 @@ pub fn to_tensor(data: &TensorData) -> Result<Tensor, ModelError> {
             )))
         }
     };
+    // libtorch copies as many bytes as the shape says: check that they are there.
+    let expected = element_count(&data.shape)
+        .map_err(ModelError::BadInput)?
+        .checked_mul(data.datatype.size().unwrap_or(1));
+    if expected != Some(data.data.len()) {
+        return Err(ModelError::BadInput(format!(
+            "input '{}': {} bytes for shape {:?} of {}",
+            data.name,
+            data.data.len(),
+            data.shape,
+            data.datatype.name()
+        )));
+    }
     Tensor::f_from_data_size(&data.data, &data.shape, kind)
         .map_err(|e| ModelError::BadInput(format!("input '{}': {}", data.name, super::last_line(&e.to_string()))))
 }
@@ -196,6 +209,13 @@ mod tests {
         let back = from_tensor("u".into(), &to_tensor(&typed).unwrap()).unwrap();
         assert_eq!(back.datatype, DataType::Int32);
         assert_eq!(back.to_json().unwrap(), vec![json!(65535), json!(0)]);
+        let short = TensorData {
+            name: "f".into(),
+            datatype: DataType::Fp32,
+            shape: vec![4],
+            data: Bytes::from_static(&[0; 8]),
+        };
+        assert!(matches!(to_tensor(&short), Err(ModelError::BadInput(_))), "never reads past the data");
         let text = TensorData::from_json("s", DataType::Bytes, vec![1], &json!(["a"])).unwrap();
         assert!(matches!(to_tensor(&text), Err(ModelError::BadInput(_))));
     }
