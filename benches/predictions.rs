@@ -189,7 +189,9 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         std::fs::write(&v1, serde_json::json!({"instances": [sample]}).to_string()).unwrap();
         let server = TestServer::start_with(&["mlp_bench.mar"], "job_queue_size=1000");
         let length = [("Inference-Header-Content-Length", header.len().to_string())];
-        let doors: [(&str, &str, &Path, &str, &[(&str, String)]); 4] = [
+        /// A front door: its label, path, body file, content type and extra headers.
+        type Door<'a> = (&'a str, &'a str, &'a Path, &'a str, &'a [(&'a str, String)]);
+        let doors: [Door; 4] = [
             ("/predictions, JSON sample", "/predictions/mlp_bench", &mlp_body, "application/json", &[]),
             ("OIP infer, JSON tensor", "/v2/models/mlp_bench/infer", &oip_json, "application/json", &[]),
             ("OIP infer, binary tensor in and out", "/v2/models/mlp_bench/infer", &oip_binary, "application/octet-stream", &length),

@@ -114,22 +114,23 @@ impl Backend for NativeBackend {
             return Err(WorkerExit::Panicked("a batch reached a worker with no model".into()));
         };
         let started = Instant::now();
-        // Payloads go through the handler, batched; typed tensors (OIP, KServe v1) go to
-        // `forward` as they are, one request at a time.
+        // Payloads go through the handler, typed tensors (OIP, KServe v1) to `forward` as they
+        // are; each kind batched as far as its requests agree.
         let mut answers: Vec<Result<Prediction, ModelError>> = Vec::with_capacity(jobs.len());
         let payloads: Vec<&[u8]> = jobs
             .iter()
             .filter(|job| job.request.tensors.is_none())
             .map(|job| job.request.input())
             .collect();
+        let typed: Vec<&[crate::tensor::TensorData]> =
+            jobs.iter().filter_map(|job| job.request.tensors.as_deref()).collect();
         let mut handled = model.predict(&payloads).into_iter();
+        let mut typed = model.predict_typed(&typed).into_iter();
+        let missing = || ModelError::InvalidOutput("no answer".into());
         for job in &jobs {
             answers.push(match &job.request.tensors {
-                Some(tensors) => model.predict_tensors(tensors).map(Prediction::tensors),
-                None => handled
-                    .next()
-                    .unwrap_or_else(|| Err(ModelError::InvalidOutput("no answer".into())))
-                    .map(Prediction::json),
+                Some(_) => typed.next().unwrap_or_else(|| Err(missing())).map(Prediction::tensors),
+                None => handled.next().unwrap_or_else(|| Err(missing())).map(Prediction::json),
             });
         }
         if let Some(fault) = answers.iter().find_map(|a| a.as_ref().err().filter(|e| e.is_fault())) {
