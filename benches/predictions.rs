@@ -81,21 +81,33 @@ fn main() {
     if wanted("mlp") {
         let raw = raw_forward_rate("mlp_bench.pt", |n| Tensor::randn([n, 64], FLOAT), workers, 1, seconds);
         print_raw("MLP", &format!("raw forward, {workers} threads × batch 1"), raw);
-        let server = TestServer::start_with(&["mlp_bench.mar"], "job_queue_size=1000");
-        let url = server.url("/predictions/mlp_bench");
-        for &clients in &concurrencies {
-            let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
-            let label = format!("/predictions, {workers} workers");
-            run.print("MLP", &label, clients, ceiling.map(|c| run.requests_per_second / c));
+        let unbatched = without_opportunistic_batching("mlp_bench", "mlp_bench.pt", "base_handler", &[]);
+        for (archive, setup) in [("mlp_bench", "default"), (unbatched.as_str(), "opportunistic batching off")] {
+            let server = TestServer::start_with(&[&format!("{archive}.mar")], "job_queue_size=1000");
+            let url = server.url(&format!("/predictions/{archive}"));
+            for &clients in &concurrencies {
+                let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
+                let label = format!("/predictions, {workers} workers, {setup}");
+                run.print("MLP", &label, clients, ceiling.map(|c| run.requests_per_second / c));
+            }
         }
     }
     if wanted("resnet18") {
         let input = |n| Tensor::randn([n, 3, 224, 224], FLOAT);
         let raw = raw_forward_rate("resnet18.pt", input, workers, 1, seconds);
         print_raw("ResNet-18", &format!("raw forward, {workers} threads × batch 1"), raw);
-        let server = TestServer::start_with(&["resnet18.mar"], "job_queue_size=1000");
-        let run = wrk(&server.url("/predictions/resnet18"), &jpeg, "image/jpeg", 8, seconds);
-        run.print("ResNet-18", &format!("/predictions, {workers} workers"), 8, Some(run.requests_per_second / raw));
+        let raw8 = raw_forward_rate("resnet18.pt", input, workers, 8, seconds);
+        print_raw("ResNet-18", &format!("raw forward, {workers} threads × batch 8 (samples/s)"), raw8);
+        // The ratio is to the raw batch-8 rate: what opportunistic batching can reach.
+        let unbatched = without_opportunistic_batching("resnet18", "resnet18.pt", "image_classifier", &["index_to_name.json"]);
+        for (archive, setup) in [("resnet18", "default"), (unbatched.as_str(), "opportunistic batching off")] {
+            let server = TestServer::start_with(&[&format!("{archive}.mar")], "job_queue_size=1000");
+            for clients in [1, 16] {
+                let run = wrk(&server.url(&format!("/predictions/{archive}")), &jpeg, "image/jpeg", clients, seconds);
+                let label = format!("/predictions, {workers} workers, {setup}");
+                run.print("ResNet-18", &label, clients, Some(run.requests_per_second / raw8));
+            }
+        }
     }
     if wanted("batched") {
         let input = |n| Tensor::randn([n, 3, 224, 224], FLOAT);
@@ -232,6 +244,30 @@ fn monitored_server(config: &str, quiet: bool) -> (TestServer, tempfile::TempDir
     }
     let server = TestServer::spawn_in(dir.path(), &args).unwrap();
     (server, dir)
+}
+
+/// The fixture `serialized` archived again as `<name>_unbatched` with a model-config YAML that
+/// turns opportunistic batching off: the row's "before". Written beside the fixtures.
+fn without_opportunistic_batching(name: &str, serialized: &str, handler: &str, extra: &[&str]) -> String {
+    let archive = format!("{name}_unbatched");
+    let yaml = fixture(&format!("{archive}.yaml"));
+    std::fs::write(&yaml, "tserve:\n  opportunistic_batching: false\n").unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tserve-archiver"));
+    command
+        .args(["--model-name", &archive, "--version", "1.0", "--handler", handler, "-f"])
+        .arg("--serialized-file")
+        .arg(fixture(serialized))
+        .arg("--config-file")
+        .arg(&yaml)
+        .arg("--export-path")
+        .arg(fixture(""));
+    if !extra.is_empty() {
+        let files: Vec<String> = extra.iter().map(|file| fixture(file).display().to_string()).collect();
+        command.args(["--extra-files", &files.join(",")]);
+    }
+    let status = command.status().unwrap();
+    assert!(status.success(), "tserve-archiver failed for {archive}");
+    archive
 }
 
 fn print_raw(row: &str, label: &str, rate: f64) {

@@ -26,17 +26,35 @@ pub enum TokenKind {
     Api,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Key {
     key: String,
     expires: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Clone)]
+/// The key itself is left out: a `{:?}` in a log line or a panic message must not leak it.
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key").field("key", &"<redacted>").field("expires", &self.expires).finish()
+    }
+}
+
+#[derive(Clone)]
 struct Keys {
     management: Key,
     inference: Key,
     api: String,
+}
+
+/// As [`Key`]'s: the API key is left out.
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("management", &self.management)
+            .field("inference", &self.inference)
+            .field("api", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The keys in use and where they are written.
@@ -166,6 +184,20 @@ mod tests {
         assert!(keys["API"].get("expiration time").is_none());
         assert!(tokens.check(TokenKind::Management, Some(&format!("Bearer {management}"))));
         assert!(!tokens.check(TokenKind::Inference, Some(&format!("Bearer {management}"))), "each API its own key");
+    }
+
+    #[test]
+    fn debug_output_holds_no_key() {
+        let keys = Keys {
+            management: new_key(Duration::from_secs(60)).unwrap(),
+            inference: new_key(Duration::from_secs(60)).unwrap(),
+            api: random_key().unwrap(),
+        };
+        let text = format!("{keys:?} {:?}", keys.management);
+        for secret in [&keys.management.key, &keys.inference.key, &keys.api] {
+            assert!(!text.contains(secret.as_str()), "{secret} in {text}");
+        }
+        assert!(text.contains("expires"), "the rest is still shown: {text}");
     }
 
     #[test]

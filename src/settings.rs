@@ -86,6 +86,11 @@ pub struct ModelSettings {
     pub client_timeout: Option<Duration>,
     /// `useJobTicket`: a job is accepted only when a free worker can take it at once.
     pub use_job_ticket: bool,
+    /// tserve's opportunistic batching, for backends whose batches are invisible to the
+    /// handler (native ones): with `batch_size` 1, a free worker takes up to this many queued
+    /// jobs into one forward without waiting for more. `None` when `batchSize` > 1 keeps its
+    /// TorchServe meaning, or the YAML turns it off.
+    pub opportunistic_batch_max: Option<usize>,
     /// GPUs the workers are spread over, round-robin; empty means CPU.
     pub gpu_ids: Vec<usize>,
 }
@@ -101,15 +106,16 @@ impl ModelSettings {
         let (min_workers, max_workers) = workers(server, models_entry, yaml, overrides);
         let positive_yaml = |value: Option<Duration>| value.filter(|d| !d.is_zero());
         let seconds = |s: Option<u64>| s.filter(|&s| s > 0).map(Duration::from_secs);
+        let batch_size = overrides
+            .batch_size
+            .or(yaml.batch_size)
+            .or(models_entry.batch_size)
+            .unwrap_or(DEFAULT_BATCH_SIZE)
+            .max(1);
         Self {
             min_workers,
             max_workers,
-            batch_size: overrides
-                .batch_size
-                .or(yaml.batch_size)
-                .or(models_entry.batch_size)
-                .unwrap_or(DEFAULT_BATCH_SIZE)
-                .max(1),
+            batch_size,
             max_batch_delay: overrides
                 .max_batch_delay
                 .or(positive_yaml(yaml.max_batch_delay))
@@ -129,6 +135,7 @@ impl ModelSettings {
             max_retry_timeout: yaml.max_retry_timeout.unwrap_or(DEFAULT_MAX_RETRY_TIMEOUT),
             client_timeout: yaml.client_timeout,
             use_job_ticket: yaml.use_job_ticket,
+            opportunistic_batch_max: yaml.opportunistic_batch_max().filter(|_| batch_size == 1),
             gpu_ids: gpu_ids(yaml, server.gpus),
         }
     }
@@ -277,6 +284,16 @@ mod tests {
         let overrides = Overrides { startup_timeout: Some(Duration::ZERO), ..Default::default() };
         let settings = resolve("", ModelOverrides::default(), overrides);
         assert_eq!(settings.startup_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn opportunistic_batching_only_where_torchserve_batching_is_not_asked_for() {
+        let settings = resolve("", ModelOverrides::default(), Overrides::default());
+        assert_eq!(settings.opportunistic_batch_max, Some(8), "the default cap");
+        let batched = resolve("batchSize: 4\n", ModelOverrides::default(), Overrides::default());
+        assert_eq!(batched.opportunistic_batch_max, None, "batchSize > 1 keeps TorchServe's meaning");
+        let off = resolve("tserve:\n  opportunistic_batching: false\n", ModelOverrides::default(), Overrides::default());
+        assert_eq!(off.opportunistic_batch_max, None);
     }
 
     #[test]

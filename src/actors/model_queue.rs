@@ -144,6 +144,7 @@ mod tests {
             max_batch_delay: Duration::ZERO,
             client_timeout: None,
             use_job_ticket: false,
+            opportunistic_batch_max: None,
         }))
     }
 

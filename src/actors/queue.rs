@@ -26,6 +26,19 @@ pub struct QueueSettings {
     /// TorchServe's `useJobTicket`: a job is accepted only when a worker is free to take it
     /// at once (a worker waiting for work holds one ticket); otherwise 503 now, not a queue.
     pub use_job_ticket: bool,
+    /// With `batch_size` 1: a free worker takes up to this many queued jobs at once, without
+    /// waiting for more (tserve's opportunistic batching, for native models).
+    pub opportunistic_batch_max: Option<usize>,
+}
+
+impl QueueSettings {
+    /// The batch a free worker forms: at most this many jobs, waiting at most this long for them.
+    fn batch_rule(&self) -> (usize, Duration) {
+        match self.opportunistic_batch_max {
+            Some(max) if self.batch_size == 1 => (max.max(1), Duration::ZERO),
+            _ => (self.batch_size, self.max_batch_delay),
+        }
+    }
 }
 
 /// Whether the queue takes new jobs.
@@ -141,13 +154,14 @@ impl JobQueue {
                 self.forming_since = None;
                 return Next::Empty;
             }
-            let deadline = saturating_later(*self.forming_since.get_or_insert(now), self.settings.max_batch_delay);
-            if self.jobs.len() < self.settings.batch_size && now < deadline {
+            let (batch_size, delay) = self.settings.batch_rule();
+            let deadline = saturating_later(*self.forming_since.get_or_insert(now), delay);
+            if self.jobs.len() < batch_size && now < deadline {
                 return Next::WaitUntil(deadline);
             }
             self.forming_since = None;
-            let mut batch = Vec::with_capacity(self.settings.batch_size.min(self.jobs.len()));
-            while batch.len() < self.settings.batch_size {
+            let mut batch = Vec::with_capacity(batch_size.min(self.jobs.len()));
+            while batch.len() < batch_size {
                 let Some(job) = self.jobs.pop_front() else { break };
                 batch.extend(self.alive(job, now));
             }
@@ -264,6 +278,7 @@ mod tests {
             max_batch_delay: Duration::from_millis(delay_ms),
             client_timeout: None,
             use_job_ticket: false,
+            opportunistic_batch_max: None,
         }
     }
 
@@ -338,6 +353,27 @@ mod tests {
         assert_eq!(tags(&batch(queue.next_batch(t0))), ["a", "b"]);
         assert!(matches!(queue.next_batch(t0), Next::WaitUntil(_)), "c waits for company");
         drop(receivers);
+    }
+
+    #[test]
+    fn opportunistic_batches_take_what_waits_up_to_the_cap_and_never_wait() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(QueueSettings { capacity: 10, opportunistic_batch_max: Some(3), ..settings(1, 100) });
+        let (a, _a) = job("a", t0);
+        q.push(a, false).unwrap();
+        assert_eq!(tags(&batch(q.next_batch(t0))), ["a"], "alone at low load, at once");
+        let mut answers = Vec::new();
+        for tag in ["b", "c", "d", "e"] {
+            let (j, answer) = job(tag, t0);
+            q.push(j, false).unwrap();
+            answers.push(answer);
+        }
+        assert_eq!(tags(&batch(q.next_batch(t0))), ["b", "c", "d"], "under load, up to the cap");
+        assert_eq!(tags(&batch(q.next_batch(t0))), ["e"], "the rest at once, not after a delay");
+        let mut exact = JobQueue::new(QueueSettings { opportunistic_batch_max: Some(3), ..settings(2, 100) });
+        let (f, _f) = job("f", t0);
+        exact.push(f, false).unwrap();
+        assert!(matches!(exact.next_batch(t0), Next::WaitUntil(_)), "batchSize > 1 keeps TorchServe's wait");
     }
 
     #[test]

@@ -131,6 +131,12 @@ impl ModelSpec {
             max_batch_delay: self.settings.max_batch_delay,
             client_timeout: self.settings.client_timeout,
             use_job_ticket: self.settings.use_job_ticket,
+            // Only where batches are invisible: native handlers pre- and post-process each
+            // request alone; a Python handler sees its batch, so it keeps TorchServe's rules.
+            opportunistic_batch_max: match self.backend {
+                BackendSpec::Native { .. } => self.settings.opportunistic_batch_max,
+                BackendSpec::Python(_) => None,
+            },
         }
     }
 }

@@ -6,10 +6,12 @@ mod base;
 pub mod image;
 mod image_classifier;
 mod labels;
+mod shared;
 pub mod tensor_json;
 pub mod typed;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tch::{CModule, Device, IValue, Kind, Tensor};
@@ -153,9 +155,10 @@ pub fn build_handler(
     })
 }
 
-/// A TorchScript module on its device with its handler. Owned by one worker thread.
+/// A TorchScript module on its device with its handler. Owned by one worker thread; the module
+/// itself is shared with the other workers of the same file and device (see `shared`).
 pub struct LoadedModel {
-    module: CModule,
+    module: Arc<CModule>,
     handler: Box<dyn Handler>,
     device: Device,
 }
@@ -180,8 +183,15 @@ impl LoadedModel {
             path: model_file.display().to_string(),
             message: last_line(&e.to_string()),
         };
-        let mut module = CModule::load_on_device(model_file, device).map_err(load_error)?;
-        module.f_set_eval().map_err(load_error)?;
+        let (module, fresh) = shared::module(model_file, device, || {
+            let mut module = CModule::load_on_device(model_file, device)?;
+            module.f_set_eval()?;
+            Ok(module)
+        })
+        .map_err(load_error)?;
+        if !fresh {
+            log::info!("{}: sharing the weights already loaded on {device:?}", model_file.display());
+        }
         let model = Self {
             module,
             handler,

@@ -6,6 +6,7 @@ mod auth;
 mod cors;
 mod disconnect;
 mod error;
+mod idle;
 mod inference;
 mod kserve;
 mod management;
@@ -17,6 +18,7 @@ mod tls;
 mod trailing_slash;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::{middleware, web, App, HttpServer};
 
 pub use error::ApiError;
@@ -114,8 +116,9 @@ pub fn app(
     >,
 > {
     let max_bytes = state.body_limits.max_bytes;
-    // Outermost last: the path is normalised first; a CORS preflight is answered before any
-    // token check; every response, refusals included, is logged and counted.
+    // Outermost last: every request counts as activity on its connection (`idle`); the path is
+    // normalised first; a CORS preflight is answered before any token check; every response,
+    // refusals included, is logged and counted.
     App::new()
         .app_data(state)
         .app_data(web::PayloadConfig::new(max_bytes))
@@ -125,6 +128,7 @@ pub fn app(
         .wrap(middleware::from_fn(access::record))
         .wrap(middleware::from_fn(cors::apply))
         .wrap(middleware::from_fn(trailing_slash::trim))
+        .wrap(middleware::from_fn(idle::track))
         .configure(routes)
         .default_service(web::to(error::resource_not_found))
 }
@@ -141,6 +145,10 @@ fn bind(
     let threads = models.config().listeners.http_threads;
     let server = HttpServer::new(move || app(state.clone(), routes))
         .on_connect(disconnect::remember_socket)
+        // actix-web's keep-alive and head timers count a paused process's pause against its
+        // clients: idle connections are closed by `idle` instead, which does not.
+        .keep_alive(KeepAlive::Os)
+        .client_request_timeout(std::time::Duration::ZERO)
         .workers(threads)
         // The server module owns SIGTERM/SIGINT, installed before the port is announced.
         .disable_signals();

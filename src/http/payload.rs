@@ -3,8 +3,9 @@
 //! type; any other body becomes one parameter named `body`, with the request's content type. A
 //! parameter's content type is the media type alone, without parameters (`application/json` for
 //! `application/json; charset=utf-8`), as TorchServe's `HttpUtil.getMimeType` gives it: its Python
-//! backend decodes JSON bodies by that exact string. The HTTP headers go along whole. Every read stops at `max_request_size`, and the whole body must arrive
-//! within the read deadline, so a client trickling bytes cannot hold a connection forever.
+//! backend decodes JSON bodies by that exact string. The HTTP headers go along whole. Every read
+//! stops at `max_request_size`, and the whole body must arrive within the read deadline, so a
+//! client trickling bytes cannot hold a connection forever.
 
 use std::time::Duration;
 

@@ -176,7 +176,7 @@ impl Metrics {
         }
     }
 
-    /// A frontend reading with level `Host` (`QueueTime`, `WorkerThreadTime`, system metrics).
+    /// A frontend reading with level `Host` (the system metrics).
     pub fn host_gauge(&self, name: &str, value: f64) {
         if let Some(recorder) = self.frontend_recorder(name, &["Host"]) {
             self.record(&recorder, value, TS_METRICS, None);
@@ -237,6 +237,7 @@ impl Metrics {
             latency: per_label("ts_inference_latency_microseconds"),
             queue_latency: per_label("ts_queue_latency_microseconds"),
             queue_time: self.frontend_recorder("QueueTime", &["Host"]),
+            worker_thread_time: self.frontend_recorder("WorkerThreadTime", &["Host"]),
             handler_time: self.backend_recorder("HandlerTime", &[model, "Model"]),
             prediction_time: self.backend_recorder("PredictionTime", &[model, "Model"]),
             tserve: self.tserve.as_ref().map(|t| t.for_model(model, version)),
@@ -283,6 +284,7 @@ pub struct ModelMetrics {
     latency: [Option<Recorder>; 2],
     queue_latency: [Option<Recorder>; 2],
     queue_time: Option<Recorder>,
+    worker_thread_time: Option<Recorder>,
     handler_time: Option<Recorder>,
     prediction_time: Option<Recorder>,
     tserve: Option<TserveModel>,
@@ -347,6 +349,14 @@ impl ModelMetrics {
         }
     }
 
+    /// `WorkerThreadTime`: what a worker's thread spent on a batch outside the backend call
+    /// (forming the request, answering the jobs, bookkeeping), recorded for every batch run.
+    pub fn worker_thread_time(&self, took: Duration) {
+        if let Some(recorder) = &self.worker_thread_time {
+            self.metrics.record(recorder, millis(took), TS_METRICS, None);
+        }
+    }
+
     /// A batch ran for `took`; `handler_time` is set by native workers, whose handler runs in
     /// tserve (a Python handler reports its own `HandlerTime` and `PredictionTime`).
     pub fn batch_ran(&self, size: usize, took: Duration, handler_time: Option<&str>) {
@@ -371,16 +381,14 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-/// tserve's own Prometheus metrics, in a `prometheus` registry.
+/// tserve's own Prometheus metrics: the histograms, recorded as requests go, in a `prometheus`
+/// registry; the live gauges are made afresh for each page (see [`TserveMetrics::render`]).
 struct TserveMetrics {
     registry: Registry,
     request: HistogramVec,
     queue: HistogramVec,
     inference: HistogramVec,
     batch_size: HistogramVec,
-    queue_depth: GaugeVec,
-    in_flight: GaugeVec,
-    workers: GaugeVec,
 }
 
 struct TserveModel {
@@ -400,25 +408,18 @@ impl TserveMetrics {
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
             HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &labels)
         };
-        let gauge = |name: &str, help: &str, labels: &[&str]| GaugeVec::new(Opts::new(name, help), labels);
         let registry = Registry::new();
         let metrics = Self {
             request: histogram("tserve_request_duration_seconds", "Time from a prediction's arrival in the queue to its answer.", &LATENCY_BUCKETS)?,
             queue: histogram("tserve_queue_duration_seconds", "Time a prediction waited in its model's queue.", &LATENCY_BUCKETS)?,
             inference: histogram("tserve_inference_duration_seconds", "Time a worker took to run one batch.", &LATENCY_BUCKETS)?,
             batch_size: histogram("tserve_batch_size", "Requests per batch run.", &BATCH_BUCKETS)?,
-            queue_depth: gauge("tserve_queue_depth", "Predictions waiting in the model's queue.", &labels)?,
-            in_flight: gauge("tserve_requests_in_flight", "Predictions accepted and not yet answered.", &labels)?,
-            workers: gauge("tserve_workers", "The model's workers by state.", &["model_name", "model_version", "state"])?,
             registry: registry.clone(),
         };
         registry.register(Box::new(metrics.request.clone()))?;
         registry.register(Box::new(metrics.queue.clone()))?;
         registry.register(Box::new(metrics.inference.clone()))?;
         registry.register(Box::new(metrics.batch_size.clone()))?;
-        registry.register(Box::new(metrics.queue_depth.clone()))?;
-        registry.register(Box::new(metrics.in_flight.clone()))?;
-        registry.register(Box::new(metrics.workers.clone()))?;
         Ok(metrics)
     }
 
@@ -432,25 +433,48 @@ impl TserveMetrics {
         }
     }
 
+    /// The histograms and this page's gauges, in Prometheus' text.
+    ///
+    /// The gauges are the models' state now: they are filled into a registry of this page's own,
+    /// never into shared ones, so two scrapes at once cannot see each other's half-filled page
+    /// (resetting and refilling shared gauges would let one scrape read another's reset).
     fn render(&self, models: &[ModelGauges], wanted: &dyn Fn(&str) -> bool) -> String {
-        self.queue_depth.reset();
-        self.in_flight.reset();
-        self.workers.reset();
-        for model in models {
-            let labels = [model.model.as_str(), model.version.as_str()];
-            self.queue_depth.with_label_values(&labels).set(model.queue_depth as f64);
-            self.in_flight.with_label_values(&labels).set(model.in_flight as f64);
-            for (state, count) in [("ready", model.workers_ready), ("starting", model.workers_starting), ("failed", model.workers_failed)] {
-                self.workers.with_label_values(&[labels[0], labels[1], state]).set(count as f64);
-            }
+        let mut families = self.registry.gather();
+        match live_gauges(models) {
+            Ok(gauges) => families.extend(gauges.gather()),
+            Err(e) => log::error!("cannot make the live gauges: {e}"),
         }
-        let families: Vec<_> = self.registry.gather().into_iter().filter(|f| wanted(f.name())).collect();
+        // One page in name order, as a single registry's gather gives it.
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        families.retain(|f| wanted(f.name()));
         let mut out = Vec::new();
         if TextEncoder::new().encode(&families, &mut out).is_err() {
             return String::new();
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A registry holding the queue depth, requests in flight and workers by state of `models`.
+fn live_gauges(models: &[ModelGauges]) -> prometheus::Result<Registry> {
+    let labels = ["model_name", "model_version"];
+    let gauge = |name: &str, help: &str, labels: &[&str]| GaugeVec::new(Opts::new(name, help), labels);
+    let queue_depth = gauge("tserve_queue_depth", "Predictions waiting in the model's queue.", &labels)?;
+    let in_flight = gauge("tserve_requests_in_flight", "Predictions accepted and not yet answered.", &labels)?;
+    let workers = gauge("tserve_workers", "The model's workers by state.", &["model_name", "model_version", "state"])?;
+    for model in models {
+        let labels = [model.model.as_str(), model.version.as_str()];
+        queue_depth.with_label_values(&labels).set(model.queue_depth as f64);
+        in_flight.with_label_values(&labels).set(model.in_flight as f64);
+        for (state, count) in [("ready", model.workers_ready), ("starting", model.workers_starting), ("failed", model.workers_failed)] {
+            workers.with_label_values(&[labels[0], labels[1], state]).set(count as f64);
+        }
+    }
+    let registry = Registry::new();
+    registry.register(Box::new(queue_depth))?;
+    registry.register(Box::new(in_flight))?;
+    registry.register(Box::new(workers))?;
+    Ok(registry)
 }
 
 /// This machine's name, for the `Hostname` dimension.
@@ -534,6 +558,36 @@ mod tests {
         assert!(page.contains("tserve_queue_depth{model_name=\"mlp\",model_version=\"1.0\"} 7"), "{page}");
         assert!(page.contains("tserve_workers{model_name=\"mlp\",model_version=\"1.0\",state=\"starting\"} 1"), "{page}");
         assert!(page.contains("tserve_batch_size_bucket{model_name=\"mlp\",model_version=\"1.0\",le=\"4\"} 1"), "{page}");
+    }
+
+    #[test]
+    fn concurrent_renders_each_see_the_whole_page() {
+        let metrics = metrics(Mode::Prometheus);
+        let models: Vec<ModelGauges> = (0..40)
+            .map(|i| ModelGauges {
+                model: format!("m{i}"),
+                version: "1.0".into(),
+                queue_depth: i,
+                in_flight: 1,
+                workers_ready: 1,
+                workers_starting: 0,
+                workers_failed: 0,
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..200 {
+                        let page = metrics.render(&[], &models);
+                        for model in &models {
+                            let line = format!("tserve_queue_depth{{model_name=\"{}\",model_version=\"1.0\"}} {}\n", model.model, model.queue_depth);
+                            assert!(page.contains(&line), "{line} missing from\n{page}");
+                        }
+                        assert_eq!(page.matches("tserve_workers{").count(), 3 * models.len(), "{page}");
+                    }
+                });
+            }
+        });
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! TorchServe's system metrics, read every `metric_time_interval` seconds on a thread of their
-//! own (unless `disable_system_metrics`): CPU, memory and disk, with its names and units, as
-//! its `metric_collector.py` reads them with psutil. (GPU metrics need NVML, which tserve does
-//! not link; they are not reported.)
+//! TorchServe's system metrics, read at start-up and then every `metric_time_interval` seconds on
+//! a thread of their own (unless `disable_system_metrics`): CPU, memory and disk, with its names
+//! and units, as its `metric_collector.py` reads them with psutil. (GPU metrics need NVML, which
+//! tserve does not link; they are not reported.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,14 +10,19 @@ use sysinfo::{Disks, MemoryRefreshKind, RefreshKind, System};
 
 use super::Metrics;
 
-/// Starts the collector thread.
+/// Starts the collector thread. The first reading is taken at once, as TorchServe schedules its
+/// collector with no initial delay; the next ones every `interval`.
 pub fn start(metrics: Arc<Metrics>, interval: Duration) {
     let spawned = std::thread::Builder::new().name("system-metrics".into()).spawn(move || {
         let mut system = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()));
         system.refresh_cpu_usage();
         let mut disks = Disks::new_with_refreshed_list();
+        // CPU usage is measured between two refreshes: the first reading waits the shortest
+        // span that gives a meaningful figure, the later ones span the whole interval.
+        let mut wait = sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
         loop {
-            std::thread::sleep(interval);
+            std::thread::sleep(wait);
+            wait = interval;
             system.refresh_cpu_usage();
             system.refresh_memory();
             disks.refresh(true);

@@ -1,6 +1,6 @@
-//! Requests written to hurt: bodies that never end, trickle in, or hide huge headers. Each gets
-//! an answer (or a closed connection) within the server's deadlines, and the server keeps
-//! serving.
+//! Requests written to hurt: bodies that never end, trickle in, or hide huge headers, and
+//! connections that never say anything. Each gets an answer (or a closed connection) within the
+//! server's deadlines, and the server keeps serving.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -131,5 +131,22 @@ fn a_body_that_trickles_in_is_cut_off_at_the_read_deadline() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "cut off with 408: {answer:?}");
     assert!(answer.contains("RequestTimeoutException"), "{answer}");
+    still_serves(&server);
+}
+
+#[test]
+fn a_connection_that_sends_nothing_or_half_a_head_is_closed() {
+    let server = TestServer::start(&["mlp.mar"], "");
+    let silent = TcpStream::connect(authority(&server)).unwrap();
+    let mut partial = TcpStream::connect(authority(&server)).unwrap();
+    partial.write_all(b"POST /predictions/mlp HTTP/1.1\r\nHost: x\r\n").unwrap();
+    for mut stream in [silent, partial] {
+        // The idle limit is 5 s; a server that kept the connection would leave this read waiting.
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        assert!(read.is_ok(), "closed, not left open: {read:?}");
+        assert!(answer.is_empty(), "closed without an answer: {:?}", String::from_utf8_lossy(&answer));
+    }
     still_serves(&server);
 }

@@ -189,6 +189,78 @@ fn system_metrics_are_logged_every_interval_unless_disabled() {
     assert!(!text.contains("CPUUtilization"), "{text}");
 }
 
+/// The metrics page once `ready` holds for its families, or after 10 s whatever it holds.
+fn scrape_when(server: &TestServer, ready: impl Fn(&[Value]) -> bool) -> (Reply, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (reply, families) = scrape(server, "");
+        if ready(&families) || Instant::now() > deadline {
+            return (reply, families);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn worker_thread_time_is_recorded_for_every_batch_in_each_mode() {
+    // log: one TorchServe line per batch in ts_metrics.log, for native and Python workers alike.
+    let server = TestServer::start(&["mlp.mar", "py_function.mar"], "");
+    for _ in 0..2 {
+        assert_eq!(predict_mlp(&server, "/predictions/mlp").status, 200);
+    }
+    let py = Reply::from(ureq::post(&server.url("/predictions/py_function")).set("Content-Type", "text/plain").send_string("hi"));
+    assert_eq!(py.status, 200);
+    let pattern = Regex::new(r"^\S+ - WorkerThreadTime\.Milliseconds:[\d.E-]+\|#Level:Host\|#hostname:[^,]+,timestamp:\d+$").unwrap();
+    let path = server.dir().join("logs/ts_metrics.log");
+    let text = file_when(&path, |t| lines_matching(t, &pattern).len() >= 3);
+    assert_eq!(lines_matching(&text, &pattern).len(), 3, "three batches, three readings:\n{text}");
+
+    // prometheus: a gauge with TorchServe's labels, HELP and unit.
+    let server = TestServer::start(&["mlp.mar"], "metrics_mode=prometheus");
+    assert_eq!(predict_mlp(&server, "/predictions/mlp").status, 200);
+    let (reply, families) = scrape(&server, "?name[]=WorkerThreadTime");
+    assert!(
+        reply.body.contains("# HELP WorkerThreadTime Torchserve prometheus gauge metric with unit: Milliseconds\n"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("WorkerThreadTime{Level=\"Host\",Hostname=\""), "{}", reply.body);
+    let value = sample(&families, "WorkerThreadTime", &[("Level", "Host")]);
+    assert!(value.is_some_and(|ms| ms >= 0.0), "{}", reply.body);
+}
+
+const SYSTEM_METRICS: [(&str, &str); 7] = [
+    ("CPUUtilization", "Percent"),
+    ("MemoryUsed", "Megabytes"),
+    ("MemoryAvailable", "Megabytes"),
+    ("MemoryUtilization", "Percent"),
+    ("DiskUsage", "Gigabytes"),
+    ("DiskAvailable", "Gigabytes"),
+    ("DiskUtilization", "Percent"),
+];
+
+#[test]
+fn system_metrics_are_reported_from_start_up() {
+    // The default interval is 60 s: these readings can only be the one taken at start-up.
+    let server = TestServer::start(&["mlp.mar"], "");
+    let path = server.dir().join("logs/ts_metrics.log");
+    let text = file_when(&path, |t| SYSTEM_METRICS.iter().all(|(name, _)| t.contains(name)));
+    for (name, unit) in SYSTEM_METRICS {
+        let line = Regex::new(&format!(r"^\S+ - {name}\.{unit}:[\d.E]+\|#Level:Host\|#hostname:[^,]+,timestamp:\d+$")).unwrap();
+        assert_eq!(lines_matching(&text, &line).len(), 1, "{name}:\n{text}");
+    }
+
+    let server = TestServer::start(&["mlp.mar"], "metrics_mode=prometheus");
+    let present = |families: &[Value]| SYSTEM_METRICS.iter().all(|(name, _)| sample(families, name, &[("Level", "Host")]).is_some());
+    let (reply, families) = scrape_when(&server, present);
+    for (name, unit) in SYSTEM_METRICS {
+        assert!(sample(&families, name, &[("Level", "Host")]).is_some_and(|v| v >= 0.0), "{name}:\n{}", reply.body);
+        assert!(reply.body.contains(&format!("# HELP {name} Torchserve prometheus gauge metric with unit: {unit}\n")), "{}", reply.body);
+    }
+    let memory = sample(&families, "MemoryUtilization", &[("Level", "Host")]).unwrap_or(-1.0);
+    assert!((0.0..=100.0).contains(&memory), "{memory}");
+}
+
 #[test]
 fn log_files_roll_over_at_the_size_a_log4j2_config_sets() {
     let dir = tempfile::tempdir().unwrap();

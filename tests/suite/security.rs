@@ -133,13 +133,18 @@ fn the_environment_configures_when_asked_to() {
 }
 
 /// A self-signed certificate for localhost, made now: (certificate PEM, key PEM).
-fn certificate() -> (String, String) {
+pub fn certificate() -> (String, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     (certified.cert.pem(), certified.key_pair.serialize_pem())
 }
 
 /// A TLS client that trusts only `certificate`.
 fn tls_agent(certificate: &str) -> ureq::Agent {
+    ureq::AgentBuilder::new().tls_config(tls_config(certificate)).build()
+}
+
+/// A TLS client configuration that trusts only `certificate`.
+pub fn tls_config(certificate: &str) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(certificate.as_bytes()) {
@@ -150,7 +155,7 @@ fn tls_agent(certificate: &str) -> ureq::Agent {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    ureq::AgentBuilder::new().tls_config(Arc::new(config)).build()
+    Arc::new(config)
 }
 
 fn bound_port(server: &TestServer, api: &str) -> u16 {

@@ -149,6 +149,74 @@ fn concurrent_clients_all_get_their_own_answers() {
 }
 
 #[test]
+fn workers_share_one_copy_of_the_weights_and_answer_as_one_alone() {
+    // Two workers of one model run `forward` on one shared module, at the same time: every
+    // answer under concurrent load equals the answer to the same image alone.
+    let server = TestServer::start_with(&["resnet18.mar"], "default_workers_per_model=2");
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let alone = server.post("/predictions/resnet18", &photo).json();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let (server, photo, alone) = (&server, &photo, &alone);
+            scope.spawn(move || {
+                for _ in 0..4 {
+                    let reply = server.post("/predictions/resnet18", photo);
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    assert_close(&reply.json(), alone, 1e-5);
+                }
+            });
+        }
+    });
+    let output = server.output_when(|o| o.contains("sharing the weights"));
+    assert_eq!(output.matches("sharing the weights already loaded on Cpu").count(), 1, "{output}");
+    // The image classifier batches by itself under load, answers unchanged (checked above).
+    let output = server.output_when(|o| largest_batch(o, "resnet18") > 1);
+    let largest = largest_batch(&output, "resnet18");
+    assert!((2..=8).contains(&largest), "batches formed, never past the default cap: {largest}");
+}
+
+/// The largest batch a model's workers ran, from their debug lines (`ran batch of N in ...`).
+fn largest_batch(output: &str, model: &str) -> usize {
+    output
+        .lines()
+        .filter(|line| line.contains(&format!("-{model}_1.0: ran batch of ")))
+        .filter_map(|line| line.split("ran batch of ").nth(1)?.split(' ').next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn under_load_native_batches_form_by_themselves_and_every_answer_is_the_one_alone() {
+    // base_handler with no batching asked for (batchSize 1), one worker, 16 clients at once:
+    // queued requests run together in one forward, and each answer equals the answer alone.
+    let server = TestServer::start(&["mlp_bench.mar"], "");
+    let inputs: Vec<Value> = (0..16)
+        .map(|i| Value::from((0..64).map(|j| ((i * 64 + j) as f64 * 0.37).sin()).collect::<Vec<f64>>()))
+        .collect();
+    let alone: Vec<Value> = inputs
+        .iter()
+        .map(|input| server.post("/predictions/mlp_bench", input.to_string().as_bytes()).json())
+        .collect();
+    std::thread::scope(|scope| {
+        for (input, expected) in inputs.iter().zip(&alone) {
+            let server = &server;
+            scope.spawn(move || {
+                for _ in 0..8 {
+                    let reply = server.post("/predictions/mlp_bench", input.to_string().as_bytes());
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    assert_close(&reply.json(), expected, 1e-5);
+                }
+            });
+        }
+    });
+    let output = server.output_when(|o| largest_batch(o, "mlp_bench") > 1);
+    let largest = largest_batch(&output, "mlp_bench");
+    assert!((2..=8).contains(&largest), "batches formed, never past the default cap: {largest}");
+    let described = server.manage("GET", "/models/mlp_bench").json();
+    assert_eq!(described[0]["batchSize"], json!(1), "what the user configured is what describe shows");
+}
+
+#[test]
 fn oversized_body_is_413() {
     let server = TestServer::start(&["mlp.mar"], "max_request_size=1000");
     let big = vec![b' '; 2000];

@@ -63,9 +63,11 @@ pub trait Backend: Send + 'static {
     fn ready(&mut self) -> Result<(), WorkerExit> {
         Ok(())
     }
-    /// Runs a batch and answers each of its jobs. An `Err` retires the worker; jobs it left
-    /// unanswered read `Worker died.` to their clients.
-    fn run(&mut self, jobs: Vec<Job>) -> Result<(), WorkerExit>;
+    /// Runs a batch and answers each of its jobs; gives back how long the backend call itself
+    /// took (the model's own work, or the round trip to the worker process), so the worker
+    /// thread's time around it can be reported as TorchServe's `WorkerThreadTime`. An `Err`
+    /// retires the worker; jobs it left unanswered read `Worker died.` to their clients.
+    fn run(&mut self, jobs: Vec<Job>) -> Result<Duration, WorkerExit>;
 }
 
 /// What a worker's thread and its manager share.
@@ -229,9 +231,15 @@ fn serve_batches(backend: &mut impl Backend, start: &WorkerStart, link: &WorkerL
         // Dropping the replies here answers, as `Worker died.`, any job the batch left
         // unanswered (a panic drops its jobs half-way).
         *link.running() = None;
-        start.metrics.batch_ran(size, taken.elapsed(), request_ids.as_deref());
+        let took = taken.elapsed();
+        start.metrics.batch_ran(size, took, request_ids.as_deref());
         let exit = match outcome {
-            Ok(Ok(())) => continue,
+            Ok(Ok(in_backend)) => {
+                // As TorchServe's WorkerThread measures it: from taking the batch to having
+                // answered it, less the backend call.
+                start.metrics.worker_thread_time(took.saturating_sub(in_backend));
+                continue;
+            }
             Ok(Err(exit)) => exit,
             Err(panic) => panicked(panic.as_ref()),
         };

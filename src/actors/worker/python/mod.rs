@@ -268,12 +268,16 @@ impl Backend for PythonBackend {
         Ok(())
     }
 
-    fn run(&mut self, jobs: Vec<Job>) -> Result<(), WorkerExit> {
+    fn run(&mut self, jobs: Vec<Job>) -> Result<Duration, WorkerExit> {
         let Some(connection) = self.connection.as_mut() else {
             return Err(WorkerExit::ProcessEnded("no connection to the Python worker".into()));
         };
         let frame = codec::encode_inference(jobs.iter().map(|job| &job.request));
+        // The backend call is the round trip to the process: encoding the frame before it and
+        // answering the jobs after it are the worker thread's own time.
+        let sent = Instant::now();
         let response = codec::send(&mut connection.writer, &frame).and_then(|()| codec::read_response(&mut connection.reader));
+        let in_backend = sent.elapsed();
         let response = match response {
             Ok(response) => response,
             Err(error) => return Err(self.process_failed(jobs, error)),
@@ -282,7 +286,7 @@ impl Backend for PythonBackend {
         match step::check(&batch, &response) {
             Ok(()) => {
                 self.answer(jobs, response);
-                Ok(())
+                Ok(in_backend)
             }
             Err(why) => {
                 // Never read again: the manager kills the process and starts another.
