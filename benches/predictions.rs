@@ -27,8 +27,12 @@
 //!   authorization off, on (every request carrying its key), and on over TLS (`https://`, the
 //!   self-signed certificate tserve makes), alternated three times.
 //!
+//! - **KServe/OIP**: the MLP through each front door at the MLP's concurrencies, side by side:
+//!   `/predictions` (JSON sample), OIP infer with a JSON tensor, OIP infer with a binary tensor
+//!   (`Inference-Header-Content-Length`, binary output), and KServe v1 `:predict` (one instance).
+//!
 //! Settings (environment): BENCH_SECONDS (per run, default 10), BENCH_CONCURRENCY (MLP, default
-//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring,security").
+//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip").
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
@@ -59,7 +63,7 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
         .collect();
-    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security");
+    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip");
     let wanted = |row: &str| rows.split(',').any(|r| r == row);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mlp_body = fixture("mlp_bench_input.json");
@@ -175,6 +179,40 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
                 let url = server.url("/predictions/mlp_bench");
                 let run = wrk_with(&url, &mlp_body, "application/json", &headers, 64, seconds);
                 run.print(&format!("MLP, round {}", round + 1), label, 64, ceiling.map(|c| run.requests_per_second / c));
+            }
+        }
+    }
+    if wanted("oip") {
+        let sample: Vec<f32> = serde_json::from_str(&std::fs::read_to_string(&mlp_body).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let oip_json = dir.path().join("oip.json");
+        let tensor = serde_json::json!({"name": "x", "shape": [1, 64], "datatype": "FP32", "data": sample});
+        std::fs::write(&oip_json, serde_json::json!({"inputs": [tensor]}).to_string()).unwrap();
+        let header = serde_json::json!({
+            "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "parameters": {"binary_data_size": 256}}],
+            "parameters": {"binary_data_output": true},
+        })
+        .to_string();
+        let mut binary = header.clone().into_bytes();
+        binary.extend(sample.iter().flat_map(|v| v.to_le_bytes()));
+        let oip_binary = dir.path().join("oip.bin");
+        std::fs::write(&oip_binary, binary).unwrap();
+        let v1 = dir.path().join("v1.json");
+        std::fs::write(&v1, serde_json::json!({"instances": [sample]}).to_string()).unwrap();
+        let server = TestServer::start_with(&["mlp_bench.mar"], "job_queue_size=1000");
+        let length = [("Inference-Header-Content-Length", header.len().to_string())];
+        /// A front door: its label, path, body file, content type and extra headers.
+        type Door<'a> = (&'a str, &'a str, &'a Path, &'a str, &'a [(&'a str, String)]);
+        let doors: [Door; 4] = [
+            ("/predictions, JSON sample", "/predictions/mlp_bench", &mlp_body, "application/json", &[]),
+            ("OIP infer, JSON tensor", "/v2/models/mlp_bench/infer", &oip_json, "application/json", &[]),
+            ("OIP infer, binary tensor in and out", "/v2/models/mlp_bench/infer", &oip_binary, "application/octet-stream", &length),
+            ("KServe v1 :predict, one instance", "/v1/models/mlp_bench:predict", &v1, "application/json", &[]),
+        ];
+        for &clients in &concurrencies {
+            for (label, path, body, content_type, headers) in doors {
+                let run = wrk_with(&server.url(path), body, content_type, headers, clients, seconds);
+                run.print("MLP, KServe/OIP", label, clients, ceiling.map(|c| run.requests_per_second / c));
             }
         }
     }

@@ -38,6 +38,8 @@ pub enum Code {
     Backend(u16),
     /// The client hung up before its answer (nginx's 499; only ever seen in logs).
     ClientGone,
+    /// A route tserve knows but does not serve for this model.
+    NotImplemented,
 }
 
 impl Code {
@@ -61,6 +63,7 @@ impl Code {
             Code::ServiceUnavailable => (503, "ServiceUnavailableException"),
             Code::Backend(status) => (status, "InternalServerException"),
             Code::ClientGone => (499, "ClientClosedRequest"),
+            Code::NotImplemented => (501, "NotImplementedException"),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`archive`]: model archives in the model store.
 //! - [`error`]: the table of error codes: each error's HTTP status and TorchServe type.
 //! - [`request`]: what a prediction carries: the request as backends see it, and their answer.
+//! - [`tensor`]: typed tensors as the Open Inference Protocol names them, without libtorch.
 
 pub mod actors;
 mod archive;
@@ -31,6 +32,7 @@ mod server;
 mod service;
 pub mod settings;
 mod snapshot;
+pub mod tensor;
 
 /// What the property tests share: how many cases each runs.
 #[cfg(test)]

@@ -6,6 +6,8 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::tensor::TensorData;
+
 /// One named input: a multipart form field, or the whole raw body named `body`.
 #[derive(Debug, Clone)]
 pub struct Parameter {
@@ -22,6 +24,9 @@ pub struct InferenceRequest {
     /// The HTTP request's headers, names in lower case.
     pub headers: Vec<(String, String)>,
     pub parameters: Vec<Parameter>,
+    /// Typed input tensors (OIP infer, KServe v1 instances) for a native model: they become
+    /// its `forward` arguments as they are, and the answer is [`Body::Tensors`].
+    pub tensors: Option<Vec<TensorData>>,
 }
 
 impl InferenceRequest {
@@ -36,6 +41,7 @@ impl InferenceRequest {
                 content_type: None,
                 value: body,
             }],
+            tensors: None,
         }
     }
 
@@ -57,6 +63,8 @@ pub enum Body {
     Json(Value),
     /// Bytes sent as they are.
     Raw(Bytes),
+    /// A native model's output tensors, for a request that gave it tensors.
+    Tensors(Vec<TensorData>),
 }
 
 /// A backend's answer to one request.
@@ -72,8 +80,16 @@ pub struct Prediction {
 
 impl Prediction {
     pub fn json(value: Value) -> Self {
+        Self::of(Body::Json(value))
+    }
+
+    pub fn tensors(tensors: Vec<TensorData>) -> Self {
+        Self::of(Body::Tensors(tensors))
+    }
+
+    fn of(body: Body) -> Self {
         Self {
-            body: Body::Json(value),
+            body,
             status: 200,
             content_type: None,
             headers: Vec::new(),

@@ -8,6 +8,7 @@ mod image_classifier;
 mod labels;
 mod shared;
 pub mod tensor_json;
+pub mod typed;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use crate::error::{Code, ErrorCode};
+use crate::tensor::TensorData;
 
 pub use base::BaseHandler;
 pub use image_classifier::ImageClassifier;
@@ -254,6 +256,134 @@ impl LoadedModel {
         answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(ModelError::InvalidOutput("no answer".into()))))
+            .collect()
+    }
+
+    /// Runs requests of typed tensors, each request's tensors being the model's `forward`
+    /// arguments (each carries its own batch dimension). Requests whose tensors agree in number,
+    /// datatypes and all but the first dimension go through one `forward`, concatenated along
+    /// dim 0, when every output's first dimension then holds their rows (else each runs alone);
+    /// every request gets its own rows back, or its own error.
+    pub fn predict_typed(&self, requests: &[&[TensorData]]) -> Vec<Result<Vec<TensorData>, ModelError>> {
+        let mut answers: Vec<Option<Result<Vec<TensorData>, ModelError>>> = vec![None; requests.len()];
+        // Groups of compatible requests, in order of first appearance.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (index, request) in requests.iter().enumerate() {
+            // Each of its tensors has the same number of rows.
+            let batchable = request.first().and_then(|t| t.shape.first()).is_some_and(|&rows| {
+                request.iter().all(|t| t.shape.first() == Some(&rows))
+            });
+            let fits = |other: &[TensorData]| {
+                other.len() == request.len()
+                    && other
+                        .iter()
+                        .zip(request.iter())
+                        .all(|(a, b)| a.datatype == b.datatype && a.shape[1..] == b.shape[1..] && a.shape.len() == b.shape.len())
+            };
+            match groups.iter_mut().find(|group| batchable && group.first().is_some_and(|&first| fits(requests[first]))) {
+                Some(group) => group.push(index),
+                None => groups.push(vec![index]),
+            }
+        }
+        for group in groups {
+            if group.len() > 1 {
+                let members: Vec<&[TensorData]> = group.iter().map(|&i| requests[i]).collect();
+                if let Some(split) = self.forward_typed_together(&members) {
+                    for (&index, answer) in group.iter().zip(split) {
+                        answers[index] = Some(answer);
+                    }
+                    continue;
+                }
+            }
+            for index in group {
+                answers[index] = Some(self.predict_tensors(requests[index]));
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(ModelError::InvalidOutput("no answer".into()))))
+            .collect()
+    }
+
+    /// One `forward` for compatible requests; `None` when their outputs cannot be split back
+    /// by rows (or the batch fails: then each request runs alone, for its own answer or error).
+    fn forward_typed_together(&self, members: &[&[TensorData]]) -> Option<Vec<Result<Vec<TensorData>, ModelError>>> {
+        let rows: Vec<i64> = members.iter().map(|m| m[0].shape[0]).collect();
+        let total: i64 = rows.iter().sum();
+        let arguments = (0..members[0].len())
+            .map(|argument| {
+                let parts = members
+                    .iter()
+                    .map(|m| typed::to_tensor(&m[argument]))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Tensor::f_cat(&parts, 0).map_err(ModelError::from_torch)
+            })
+            .collect::<Result<Vec<_>, ModelError>>()
+            .ok()?;
+        let outputs = self.forward_tensors(arguments).ok()?;
+        if outputs.iter().any(|o| o.dim() == 0 || o.size()[0] != total) {
+            return None;
+        }
+        let mut answers: Vec<Vec<TensorData>> = vec![Vec::with_capacity(outputs.len()); members.len()];
+        for (index, output) in outputs.iter().enumerate() {
+            let pieces = output.f_split_with_sizes(&rows, 0).ok()?;
+            for (answer, piece) in answers.iter_mut().zip(pieces) {
+                answer.push(typed::from_tensor(format!("output__{index}"), &piece).ok()?);
+            }
+        }
+        Some(answers.into_iter().map(Ok).collect())
+    }
+
+    /// Runs one request's typed tensors as the model's `forward` arguments, as they are (the
+    /// request's tensors carry their own batch dimension); its result, a tensor or a tuple or
+    /// list of tensors, comes back as `output__0`, `output__1` ..., with real dtypes and shapes.
+    pub fn predict_tensors(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>, ModelError> {
+        let arguments = inputs.iter().map(typed::to_tensor).collect::<Result<Vec<_>, ModelError>>()?;
+        self.forward_tensors(arguments)?
+            .iter()
+            .enumerate()
+            .map(|(index, tensor)| typed::from_tensor(format!("output__{index}"), tensor))
+            .collect()
+    }
+
+    /// `forward` on CPU tensors: moved to the model's device, the results (a tensor, or a tuple
+    /// or list of tensors) back on the CPU.
+    fn forward_tensors(&self, arguments: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+        let arguments = arguments
+            .into_iter()
+            .map(|tensor| {
+                let tensor = if self.device == Device::Cpu {
+                    tensor
+                } else {
+                    tensor.f_to(self.device).map_err(ModelError::from_torch)?
+                };
+                Ok(IValue::Tensor(tensor))
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let output = self.module.forward_is(&arguments).map_err(ModelError::from_torch)?;
+        let tensors = match output {
+            IValue::Tensor(tensor) => vec![tensor],
+            IValue::TensorList(tensors) => tensors,
+            IValue::Tuple(items) | IValue::GenericList(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    IValue::Tensor(tensor) => Ok(tensor),
+                    other => Err(ModelError::InvalidOutput(format!(
+                        "the model returned {} among its results, expected tensors",
+                        ivalue_kind(&other)
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(ModelError::InvalidOutput(format!(
+                    "the model returned {}, expected tensors",
+                    ivalue_kind(&other)
+                )))
+            }
+        };
+        tensors
+            .into_iter()
+            .map(|tensor| tensor.f_to(Device::Cpu).map_err(ModelError::from_torch))
             .collect()
     }
 

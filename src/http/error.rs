@@ -35,6 +35,8 @@ pub enum ApiError {
     /// The client hung up before its answer; nobody reads this response.
     #[error("Client closed the connection before the answer")]
     ClientGone,
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl ErrorCode for ApiError {
@@ -48,6 +50,7 @@ impl ErrorCode for ApiError {
             ApiError::BodyTimeout { .. } => Code::RequestTimeout,
             ApiError::InvalidKey | ApiError::TokenApiRefused => Code::InvalidKey,
             ApiError::ClientGone => Code::ClientGone,
+            ApiError::NotImplemented(_) => Code::NotImplemented,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The inference API: `/ping`, `/predictions/{model}[/{version}]`, and the API description.
+//! The inference API: `/ping`, `/predictions/{model}[/{version}]`, and the API description;
+//! the KServe v1 and Open Inference Protocol front doors ([`super::kserve`], [`super::oip`]).
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
@@ -6,8 +7,8 @@ use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::{method_not_allowed, pretty_json};
-use super::{disconnect, openapi, payload, ApiError, AppState};
-use crate::request::{Body, Prediction};
+use super::{disconnect, kserve, oip, openapi, payload, ApiError, AppState};
+use crate::request::{Body, InferenceRequest, Prediction};
 use crate::service::Target;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -24,6 +25,8 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
                 .route(web::route().guard(guard::Options()).to(method_not_allowed))
                 .route(web::route().to(predict)),
         );
+    oip::endpoints(cfg);
+    kserve::endpoints(cfg);
 }
 
 /// Healthy while every model has its minimum of ready workers; otherwise 500, as TorchServe.
@@ -47,19 +50,29 @@ async fn predict(
     state.models.check(&target)?;
     let input = payload::read_request(&request, body, state.body_limits).await?;
     let request_id = input.id.clone();
-    // If the client goes away first, dropping the prediction withdraws its job.
-    let prediction = tokio::select! {
-        prediction = state.models.predict(&target, input) => prediction?,
-        _ = disconnect::client_gone(&request) => {
-            log::debug!("client of {} went away before its answer", request.path());
-            return Err(ApiError::ClientGone);
-        }
-    };
+    let prediction = run(&request, &state, &target, input).await?;
     Ok(respond(prediction, &request_id))
 }
 
+/// Runs one prediction through the model service for any front door (`/predictions`, OIP,
+/// KServe). If the client goes away first, dropping the prediction withdraws its job.
+pub(super) async fn run(
+    request: &HttpRequest,
+    state: &AppState,
+    target: &Target,
+    input: InferenceRequest,
+) -> Result<Prediction, ApiError> {
+    tokio::select! {
+        prediction = state.models.predict(target, input) => Ok(prediction?),
+        _ = disconnect::client_gone(request) => {
+            log::debug!("client of {} went away before its answer", request.path());
+            Err(ApiError::ClientGone)
+        }
+    }
+}
+
 /// The HTTP response for a backend's answer: its status, content type, headers and body.
-fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
+pub(super) fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
     let status = StatusCode::from_u16(prediction.status).unwrap_or(StatusCode::OK);
     let mut response = HttpResponse::build(status);
     if let Ok(id) = HeaderValue::from_str(request_id) {
@@ -71,7 +84,7 @@ fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
         }
     }
     let default_type = match &prediction.body {
-        Body::Json(_) => Some("application/json"),
+        Body::Json(_) | Body::Tensors(_) => Some("application/json"),
         Body::Raw(_) => None,
     };
     if let Some(content_type) = prediction.content_type.as_deref().or(default_type) {
@@ -80,5 +93,13 @@ fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
     match prediction.body {
         Body::Json(value) => response.body(pretty_json(&value)),
         Body::Raw(bytes) => response.body(bytes),
+        // Only typed requests get tensors back; as JSON, each output by name, nested.
+        Body::Tensors(tensors) => {
+            let outputs: serde_json::Map<String, serde_json::Value> = tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.to_nested_json().unwrap_or_default()))
+                .collect();
+            response.body(pretty_json(&outputs))
+        }
     }
 }

@@ -58,7 +58,7 @@ pub const INFERENCE: &str = r##"{
   "openapi": "3.0.1",
   "info": {
     "title": "tserve Inference API",
-    "description": "TorchServe-compatible inference API: health and predictions.",
+    "description": "TorchServe-compatible inference API: health and predictions; KServe v1 and Open Inference Protocol v2 (REST).",
     "version": "0.1.0"
   },
   "paths": {
@@ -104,15 +104,56 @@ pub const INFERENCE: &str = r##"{
         "requestBody": {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
         "responses": {"200": {"description": "The handler's answer"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
+    },
+    "/v1/models/{model_name}:predict": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "kserveV1Predict", "description": "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out.", "responses": {"200": {"description": "{\"predictions\": [...]}"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/v1/models/{model_name}:explain": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "kserveV1Explain", "description": "A Python handler explains (the explain: True header); native models: 501.", "responses": {"200": {"description": "The handler's explanations"}, "404": {"$ref": "#/components/responses/Error"}, "501": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/v1/models/{model_name}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "get": {"operationId": "kserveV1Ready", "responses": {"200": {"description": "{\"name\", \"ready\": true}"}, "503": {"description": "{\"name\", \"ready\": false}"}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/v2": {"get": {"operationId": "oipServerMetadata", "responses": {"200": {"description": "{\"name\", \"version\", \"extensions\"}"}}}},
+    "/v2/health/live": {"get": {"operationId": "oipLive", "responses": {"200": {"description": "{\"live\": true}"}}}},
+    "/v2/health/ready": {"get": {"operationId": "oipReady", "responses": {"200": {"description": "Every model version has a ready worker"}, "503": {"description": "Not ready"}}}},
+    "/v2/models/{model_name}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "get": {"operationId": "oipModelMetadata", "responses": {"200": {"description": "OIP model metadata"}, "404": {"$ref": "#/components/responses/OipError"}}}
+    },
+    "/v2/models/{model_name}/versions/{model_version}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}, {"in": "path", "name": "model_version", "required": true, "schema": {"type": "string"}}],
+      "get": {"operationId": "oipVersionMetadata", "responses": {"200": {"description": "OIP model metadata"}, "404": {"$ref": "#/components/responses/OipError"}}}
+    },
+    "/v2/models/{model_name}/ready": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "get": {"operationId": "oipModelReady", "responses": {"200": {"description": "{\"name\", \"ready\": true}"}, "503": {"description": "Not ready"}, "404": {"$ref": "#/components/responses/OipError"}}}
+    },
+    "/v2/models/{model_name}/versions/{model_version}/ready": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}, {"in": "path", "name": "model_version", "required": true, "schema": {"type": "string"}}],
+      "get": {"operationId": "oipVersionReady", "responses": {"200": {"description": "{\"name\", \"ready\": true}"}, "503": {"description": "Not ready"}, "404": {"$ref": "#/components/responses/OipError"}}}
+    },
+    "/v2/models/{model_name}/infer": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "oipInfer", "description": "OIP infer: JSON, or JSON then binary tensors (Inference-Header-Content-Length).", "responses": {"200": {"description": "OIP infer response"}, "400": {"$ref": "#/components/responses/OipError"}, "404": {"$ref": "#/components/responses/OipError"}, "503": {"$ref": "#/components/responses/OipError"}}}
+    },
+    "/v2/models/{model_name}/versions/{model_version}/infer": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}, {"in": "path", "name": "model_version", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "oipVersionInfer", "responses": {"200": {"description": "OIP infer response"}, "400": {"$ref": "#/components/responses/OipError"}, "404": {"$ref": "#/components/responses/OipError"}, "503": {"$ref": "#/components/responses/OipError"}}}
     }
   },
   "components": {
     "schemas": {
       "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+      "OipError": {"type": "object", "properties": {"error": {"type": "string"}}},
       "Error": {"type": "object", "properties": {"code": {"type": "integer"}, "type": {"type": "string"}, "message": {"type": "string"}}}
     },
     "responses": {
-      "Error": {"description": "TorchServe error body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+      "Error": {"description": "TorchServe error body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "OipError": {"description": "OIP error body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OipError"}}}}
     }
   }
 }
@@ -221,5 +262,7 @@ mod tests {
         assert!(doc["paths"]["/models"]["post"].is_object());
         let doc: serde_json::Value = serde_json::from_str(super::INFERENCE).unwrap();
         assert!(doc["paths"]["/predictions/{model_name}"]["post"].is_object());
+        assert!(doc["paths"]["/v2/models/{model_name}/infer"]["post"].is_object());
+        assert!(doc["paths"]["/v1/models/{model_name}:predict"]["post"].is_object());
     }
 }

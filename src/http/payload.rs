@@ -37,16 +37,21 @@ pub async fn read_request(
             "Request has no input: send it as the body or as form field \"data\".".into(),
         ));
     }
-    let headers = request
+    Ok(InferenceRequest {
+        id: uuid::Uuid::new_v4().to_string(),
+        headers: headers(request),
+        parameters,
+        tensors: None,
+    })
+}
+
+/// The request's headers as every backend sees them, names in lower case.
+pub fn headers(request: &HttpRequest) -> Vec<(String, String)> {
+    request
         .headers()
         .iter()
         .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
-        .collect();
-    Ok(InferenceRequest {
-        id: uuid::Uuid::new_v4().to_string(),
-        headers,
-        parameters,
-    })
+        .collect()
 }
 
 /// Reads a whole body (for JSON management requests), within the same limits.

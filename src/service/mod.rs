@@ -5,6 +5,7 @@
 
 mod describe;
 mod error;
+mod metadata;
 mod python;
 mod register;
 mod startup;
@@ -25,6 +26,7 @@ use crate::snapshot::{SnapshotKind, SnapshotWriter};
 
 pub use describe::DescribeModel;
 pub use error::ServiceError;
+pub use metadata::{ModelInfo, ModelMetadata};
 pub use register::{RegisterRequest, Registered};
 pub use crate::actors::VersionSelector;
 
@@ -159,6 +161,32 @@ impl Models {
         let entry = registry.lookup(model, None)?;
         let ready = entry.health.borrow().ready > 0;
         Ok(ready)
+    }
+
+    /// A model version as the OIP front door sees it: its versions, backend and readiness.
+    pub fn model_info(&self, target: &Target) -> Result<ModelInfo, ServiceError> {
+        let registry = self.inner.registry.load();
+        let entry = registry.lookup(&target.model, target.version.as_deref())?;
+        let versions = registry
+            .models
+            .get(&target.model)
+            .map(|model| model.versions.keys().cloned().collect())
+            .unwrap_or_default();
+        Ok(ModelInfo::new(entry, versions))
+    }
+
+    /// OIP model metadata of a model version.
+    pub async fn metadata(&self, target: &Target) -> Result<ModelMetadata, ServiceError> {
+        Ok(metadata::metadata(self.model_info(target)?).await)
+    }
+
+    /// Every registered model version has a ready worker (OIP server readiness).
+    pub fn all_ready(&self) -> bool {
+        self.inner
+            .registry
+            .load()
+            .entries()
+            .all(|entry| entry.health.borrow().ready > 0)
     }
 
     /// Every model's default version, sorted by name.

@@ -121,7 +121,7 @@ fn ready(registry: &SharedRegistry) -> bool {
 fn json(result: JobResult) -> Value {
     match result.unwrap().body {
         Body::Json(value) => value,
-        Body::Raw(bytes) => panic!("expected JSON, got {bytes:?}"),
+        other => panic!("expected JSON, got {other:?}"),
     }
 }
 

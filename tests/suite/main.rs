@@ -7,6 +7,7 @@ mod actors;
 mod archiver;
 mod helpers;
 mod hostile;
+mod kserve;
 mod launcher;
 mod management;
 mod model;

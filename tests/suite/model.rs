@@ -83,3 +83,32 @@ fn a_batch_of_mixed_shapes_runs_as_compatible_sub_batches() {
     assert_eq!(values[3], Some(serde_json::json!([1.0, 0.5])));
     assert!(matches!(answers[4], Err(ModelError::Prediction(_))), "only its own sub-batch fails");
 }
+
+/// Typed (OIP) requests that agree in dtypes and trailing shapes share one `forward`; each gets
+/// its own rows back, and one that cannot join runs alone.
+#[test]
+fn typed_requests_batch_by_shape_and_split_by_rows() {
+    use tserve::tensor::{DataType, TensorData};
+    let _no_grad = tch::no_grad_guard();
+    let model = load("pair.pt", HandlerKind::Base);
+    let tensor = |name: &str, rows: usize, start: f64, datatype: DataType| {
+        let values: Vec<f64> = (0..rows * 2).map(|i| start + i as f64).collect();
+        TensorData::from_json(name, datatype, vec![rows as i64, 2], &serde_json::json!(values)).unwrap()
+    };
+    let requests: Vec<Vec<TensorData>> = vec![
+        vec![tensor("a", 1, 0.0, DataType::Fp32), tensor("b", 1, 10.0, DataType::Fp32)],
+        vec![tensor("a", 3, 100.0, DataType::Fp32), tensor("b", 3, 1.0, DataType::Fp32)],
+        vec![tensor("a", 2, 5.0, DataType::Fp64), tensor("b", 2, 5.0, DataType::Fp64)],
+        vec![tensor("a", 2, 7.0, DataType::Fp32), tensor("b", 1, 7.0, DataType::Fp32)],
+    ];
+    let slices: Vec<&[TensorData]> = requests.iter().map(Vec::as_slice).collect();
+    let answers = model.predict_typed(&slices);
+    for (request, answer) in requests.iter().zip(&answers) {
+        let answer = answer.as_ref().unwrap();
+        let alone = model.predict_tensors(request).unwrap();
+        assert_eq!(answer, &alone, "batched answers equal each request run alone");
+    }
+    // The last one's inputs differ in rows (libtorch broadcasts them): it ran alone.
+    assert_eq!(answers[3].as_ref().unwrap()[0].shape, vec![2, 2]);
+    assert_eq!(answers[1].as_ref().unwrap()[0].shape, vec![3, 2]);
+}

@@ -323,3 +323,22 @@ fn a_log_folder_that_cannot_be_written_stops_start_up_naming_it() {
     let text = String::from_utf8_lossy(&output.stderr).to_string() + &String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("not_a_folder/logs"), "{text}");
 }
+
+/// KServe v1 and OIP requests are predictions like any other: counted in TorchServe's and
+/// tserve's metrics, and logged in the access log.
+#[test]
+fn kserve_and_oip_requests_are_counted_and_logged() {
+    let server = TestServer::start(&["mlp.mar"], "metrics_mode=prometheus");
+    let oip = br#"{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}"#;
+    assert_eq!(server.post("/v2/models/mlp/versions/1.0/infer", oip).status, 200);
+    assert_eq!(server.post("/v1/models/mlp:predict", br#"{"instances": [[1.5, 2, 3, 4]]}"#).status, 200);
+    assert_eq!(server.post("/v2/models/nope/infer", oip).status, 404);
+    let (reply, families) = scrape(&server, "");
+    let total = |version: &str| sample(&families, "ts_inference_requests_total", &[("model_name", "mlp"), ("model_version", version)]);
+    assert_eq!((total("default"), total("1.0")), (Some(1.0), Some(1.0)), "{}", reply.body);
+    assert_eq!(sample(&families, "Requests2XX", &[("Level", "Host")]), Some(2.0));
+    assert_eq!(sample(&families, "Requests4XX", &[("Level", "Host")]), Some(1.0));
+    let log = file_when(&server.dir().join("logs/access_log.log"), |log| log.contains(":predict"));
+    assert!(log.contains("\"POST /v2/models/mlp/versions/1.0/infer HTTP/1.1\" 200"), "{log}");
+    assert!(log.contains("\"POST /v1/models/mlp:predict HTTP/1.1\" 200"), "{log}");
+}

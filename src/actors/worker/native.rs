@@ -14,7 +14,7 @@ use tch::Device;
 
 use super::{Backend, ChildPid, WorkerExit};
 use crate::actors::{HandlerFactory, Job, ManagerError};
-use crate::handlers::LoadedModel;
+use crate::handlers::{LoadedModel, ModelError};
 use crate::request::Prediction;
 
 /// Native workers alive in the process: each holds one count while its thread runs.
@@ -118,8 +118,25 @@ impl Backend for NativeBackend {
             return Err(WorkerExit::Panicked("a batch reached a worker with no model".into()));
         };
         let started = Instant::now();
-        let inputs: Vec<&[u8]> = jobs.iter().map(|job| job.request.input()).collect();
-        let answers = model.predict(&inputs);
+        // Payloads go through the handler, typed tensors (OIP, KServe v1) to `forward` as they
+        // are; each kind batched as far as its requests agree.
+        let mut answers: Vec<Result<Prediction, ModelError>> = Vec::with_capacity(jobs.len());
+        let payloads: Vec<&[u8]> = jobs
+            .iter()
+            .filter(|job| job.request.tensors.is_none())
+            .map(|job| job.request.input())
+            .collect();
+        let typed: Vec<&[crate::tensor::TensorData]> =
+            jobs.iter().filter_map(|job| job.request.tensors.as_deref()).collect();
+        let mut handled = model.predict(&payloads).into_iter();
+        let mut typed = model.predict_typed(&typed).into_iter();
+        let missing = || ModelError::InvalidOutput("no answer".into());
+        for job in &jobs {
+            answers.push(match &job.request.tensors {
+                Some(_) => typed.next().unwrap_or_else(|| Err(missing())).map(Prediction::tensors),
+                None => handled.next().unwrap_or_else(|| Err(missing())).map(Prediction::json),
+            });
+        }
         // The backend call: the handler's pre-processing, forward and post-processing.
         let in_backend = started.elapsed();
         if let Some(fault) = answers.iter().find_map(|a| a.as_ref().err().filter(|e| e.is_fault())) {
@@ -142,7 +159,7 @@ impl Backend for NativeBackend {
             if let Err(e) = &answer {
                 log::warn!("{}: request failed: {e}", self.name);
             }
-            job.reply.send(answer.map(Prediction::json).map_err(ManagerError::Model));
+            job.reply.send(answer.map_err(ManagerError::Model));
         }
         Ok(in_backend)
     }

@@ -212,6 +212,7 @@ mod tests {
                 content_type: Some("application/json".into()),
                 value: "[1]".into(),
             }],
+            tensors: None,
         };
         let frame = encode_inference([&request]);
         let end = [0xff, 0xff, 0xff, 0xff];

@@ -1,0 +1,131 @@
+//! KServe's data plane with its real clients: the Open Inference Protocol v2 over REST
+//! (tritonclient.http and kserve's InferenceRESTClient, JSON and binary tensors) and KServe v1,
+//! driven by `tests/fixtures/oip_clients.py` against a live server; plus the bodies and codes a
+//! client sees for errors.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::helpers::{repo_root, TestServer};
+
+/// Runs one check of the client script against `server`; panics with its output if it fails.
+fn clients(server: &TestServer, check: &str) {
+    let output = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/fixtures/oip_clients.py"))
+        .args([check, &server.base_url])
+        .output()
+        .expect("run oip_clients.py");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "oip_clients.py {check} failed:\n{text}\nserver:\n{}", server.output());
+    print!("{text}");
+}
+
+/// Every model the client checks use, one worker each, both versions of `mlp`.
+fn served() -> TestServer {
+    let server = TestServer::launch(
+        &["identity.mar", "pair.mar", "mlp.mar", "mlp_v2.mar"],
+        &["identity.mar", "pair.mar", "mlp.mar"],
+        "default_workers_per_model=1\nenable_model_api=true",
+    );
+    let reply = server.manage("POST", "/models?url=mlp_v2.mar&initial_workers=1&synchronous=true");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    server
+}
+
+#[test]
+fn every_datatype_round_trips_through_tritonclient() {
+    clients(&served(), "datatypes");
+}
+
+#[test]
+fn oip_metadata_versions_outputs_and_errors_through_tritonclient() {
+    clients(&served(), "protocol");
+}
+
+#[test]
+fn kserve_client_v2_and_v1() {
+    clients(&served(), "kserve");
+}
+
+#[test]
+fn readiness_waits_for_workers() {
+    let server = TestServer::launch(&["identity.mar"], &[], "enable_model_api=true");
+    let reply = server.manage("POST", "/models?url=identity.mar&initial_workers=0");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    clients(&server, "not_ready");
+    assert_eq!(server.get("/v2/health/ready").status, 503);
+    let v1 = server.get("/v1/models/identity");
+    assert_eq!((v1.status, v1.json()), (503, json!({"name": "identity", "ready": false})));
+    let reply = server.manage("PUT", "/models/identity?min_worker=1&synchronous=true");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    clients(&server, "ready");
+    let v1 = server.get("/v1/models/identity");
+    assert_eq!((v1.status, v1.json()), (200, json!({"name": "identity", "ready": true})));
+}
+
+#[test]
+fn errors_in_each_protocols_shape() {
+    let server = TestServer::start(&["mlp.mar"], "");
+    // OIP: {"error": "..."} with the status the error has everywhere.
+    let missing = server.post("/v2/models/nope/infer", b"{}");
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"].as_str().unwrap().contains("nope"), "{}", missing.body);
+    let version = server.get("/v2/models/mlp/versions/7.0/ready");
+    assert_eq!(version.status, 404);
+    assert!(version.json()["error"].as_str().unwrap().contains("7.0"), "{}", version.body);
+    let bad = server.post("/v2/models/mlp/infer", b"{\"inputs\": 3}");
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].as_str().is_some(), "{}", bad.body);
+    let method = server.request("DELETE", "/v2/models/mlp/infer", b"");
+    assert_eq!(method.status, 405);
+    // KServe v1 keeps TorchServe's shape, as TorchServe answers these routes.
+    let (kind, _) = server.post("/v1/models/nope:predict", b"{\"instances\": [[1]]}").error(404);
+    assert_eq!(kind, "ModelNotFoundException");
+    let (kind, message) = server.post("/v1/models/mlp:predict", b"{\"rows\": []}").error(400);
+    assert_eq!(kind, "BadRequestException");
+    assert!(message.contains("instances"), "{message}");
+    // A v1 predict is a prediction like any other: counted, and its rows in one answer.
+    let reply = server.post("/v1/models/mlp:predict", b"{\"instances\": [[1.5, 2, 3, 4], [0, 0, 0, 0]]}");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["predictions"].as_array().unwrap().len(), 2);
+    // Native models have no explainer: a 501 that names the alternative.
+    let (kind, message) = server.post("/v1/models/mlp:explain", b"{\"instances\": [[1.5, 2, 3, 4]]}").error(501);
+    assert_eq!(kind, "NotImplementedException");
+    assert!(message.contains("Python backend"), "{message}");
+    let live = server.get("/v2/health/live");
+    assert_eq!((live.status, live.json()), (200, json!({"live": true})));
+}
+
+#[test]
+fn the_new_routes_need_the_inference_token() {
+    let server = TestServer::launch(&["mlp.mar"], &["mlp.mar"], "default_workers_per_model=1\ndisable_token_authorization=false");
+    for path in ["/v2/health/live", "/v2/models/mlp", "/v1/models/mlp"] {
+        assert_eq!(server.get(path).status, 400, "{path} without a token");
+    }
+    assert_eq!(server.post("/v2/models/mlp/infer", b"{}").status, 400);
+    assert_eq!(server.post("/v1/models/mlp:predict", b"{}").status, 400);
+    let keys: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(server.dir().join("key_file.json")).unwrap()).unwrap();
+    let key = keys["inference"]["key"].as_str().unwrap();
+    let live = ureq::get(&server.url("/v2/health/live"))
+        .set("Authorization", &format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    assert_eq!(live.status(), 200);
+}
+
+/// Python handlers get OIP and v1 bodies wrapped by TorchServe's own envelope, chosen by
+/// `service_envelope`, and answer as TorchServe answers.
+#[test]
+fn python_handlers_behind_torchserves_kserve_envelopes() {
+    let v2 = TestServer::start(&["py_envelope.mar"], "service_envelope=kservev2");
+    clients(&v2, "envelope_v2");
+    drop(v2);
+    let v1 = TestServer::start(&["py_envelope.mar"], "service_envelope=kserve");
+    clients(&v1, "envelope_v1");
+}
