@@ -13,8 +13,10 @@ use serde_yaml_ng::{Mapping, Value};
 use super::ArchiveError;
 
 /// The most queued requests a free native worker takes into one forward when nothing asks for
-/// batching: enough to use what a batched forward saves on CPUs (ResNet-18's batch of 8 runs at
-/// several times the images per second of one), few enough that no request waits behind many.
+/// batching. Measured on one CPU thread (`benches/batch_cost.py`): the MLP's forward runs 4.3×
+/// the samples per second at batch 8 as at batch 1, ResNet-18's no faster at any batch size; 8
+/// keeps most of the gain where batching pays and bounds how long requests in one batch wait for
+/// each other where it does not.
 pub const DEFAULT_OPPORTUNISTIC_BATCH_MAX: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
