@@ -107,11 +107,6 @@ impl ModelDefaults {
             per_model: props.json("models")?.unwrap_or_default(),
         })
     }
-
-    /// The `models=` entry for a model version, if any.
-    pub fn entry(&self, name: &str, version: &str) -> Option<&ModelEntry> {
-        self.per_model.get(name).and_then(|versions| versions.get(version))
-    }
 }
 
 /// One model version's entry in the `models=` JSON of config.properties, as TorchServe spells

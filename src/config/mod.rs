@@ -149,7 +149,7 @@ impl Config {
 
     /// The `models=` entry for a model version, if any.
     pub fn model_overrides(&self, name: &str, version: &str) -> Option<&ModelEntry> {
-        self.models.entry(name, version)
+        self.models.per_model.get(name).and_then(|versions| versions.get(version))
     }
 
     /// Logs, once, each key and flag that tserve does not act on.

@@ -182,18 +182,9 @@ mod tests {
 
     #[test]
     fn every_libtorch_datatype_round_trips() {
-        for datatype in [
-            DataType::Bool,
-            DataType::Uint8,
-            DataType::Int8,
-            DataType::Int16,
-            DataType::Int32,
-            DataType::Int64,
-            DataType::Fp16,
-            DataType::Bf16,
-            DataType::Fp32,
-            DataType::Fp64,
-        ] {
+        // Every datatype but the ones libtorch has no dtype for (tested below).
+        let widened = [DataType::Uint16, DataType::Uint32, DataType::Uint64, DataType::Bytes];
+        for datatype in DataType::ALL.into_iter().filter(|datatype| !widened.contains(datatype)) {
             let data = if datatype == DataType::Bool { json!([true, false, true, false, false, true]) } else { json!([1, 2, 3, 4, 5, 6]) };
             let typed = TensorData::from_json("x", datatype, vec![2, 3], &data).unwrap();
             let tensor = to_tensor(&typed).unwrap();

@@ -8,8 +8,10 @@ use serde_json::json;
 
 use super::error::{method_not_allowed, pretty_json};
 use super::{disconnect, kserve, oip, openapi, payload, ApiError, AppState};
+use crate::handlers::ModelError;
 use crate::request::{Body, InferenceRequest, Prediction};
-use crate::service::Target;
+use crate::service::{ServiceError, Target};
+use crate::tensor::TensorData;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     openapi::description_routes(cfg, || openapi::INFERENCE);
@@ -72,6 +74,20 @@ pub(super) async fn run(
 }
 
 /// The HTTP response for a backend's answer: its status, content type, headers and body.
+/// The output tensors of a native model's answer to typed input (OIP, KServe v1). An answer of
+/// another kind is an invalid model output, as the model layer counts one.
+pub(super) fn output_tensors(prediction: Prediction) -> Result<Vec<TensorData>, ApiError> {
+    match prediction.body {
+        Body::Tensors(outputs) => Ok(outputs),
+        _ => Err(invalid_output("the model answered without tensors".into())),
+    }
+}
+
+/// A model output that the protocol cannot render: TorchServe's invalid-output failure.
+pub(super) fn invalid_output(message: String) -> ApiError {
+    ApiError::Service(ServiceError::from(ModelError::InvalidOutput(message)))
+}
+
 pub(super) fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
     let status = StatusCode::from_u16(prediction.status).unwrap_or(StatusCode::OK);
     let mut response = HttpResponse::build(status);

@@ -14,10 +14,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::error::{method_not_allowed, pretty_json};
-use super::inference::{respond, run};
+use super::inference::{invalid_output, output_tensors, respond, run};
 use super::{payload, ApiError, AppState};
-use crate::request::{Body, InferenceRequest};
-use crate::service::{ServiceError, Target};
+use crate::request::InferenceRequest;
+use crate::service::Target;
 use crate::tensor::TensorData;
 
 pub fn endpoints(cfg: &mut web::ServiceConfig) {
@@ -59,14 +59,10 @@ pub fn predictions(outputs: &[TensorData]) -> Result<Value, String> {
 
 async fn predict(
     request: HttpRequest,
-    model: web::Path<String>,
+    target: web::Path<Target>,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = Target {
-        model: model.into_inner(),
-        version: None,
-    };
     let info = state.models.model_info(&target)?;
     let input = payload::read_request(&request, body, state.body_limits).await?;
     let request_id = input.id.clone();
@@ -81,10 +77,7 @@ async fn predict(
         ..input
     };
     let prediction = run(&request, &state, &target, typed).await?;
-    let Body::Tensors(outputs) = prediction.body else {
-        return Err(ApiError::Service(ServiceError::Unavailable("the model answered without tensors".into())));
-    };
-    let answer = predictions(&outputs).map_err(|e| ApiError::Service(ServiceError::Unavailable(e)))?;
+    let answer = predictions(&output_tensors(prediction)?).map_err(invalid_output)?;
     Ok(HttpResponse::Ok()
         .insert_header(("x-request-id", request_id))
         .content_type("application/json")
@@ -94,14 +87,10 @@ async fn predict(
 /// TorchServe's explanations: a Python handler gets the request with `explain: True`.
 async fn explain(
     request: HttpRequest,
-    model: web::Path<String>,
+    target: web::Path<Target>,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = Target {
-        model: model.into_inner(),
-        version: None,
-    };
     if state.models.model_info(&target)?.native {
         return Err(ApiError::NotImplemented(format!(
             "Model {} is a TorchScript model served natively, which has no explainer yet; serve it \
@@ -120,11 +109,7 @@ async fn explain(
 
 /// `{"name", "ready"}`: 200 when the default version has a ready worker, else 503, as KServe's
 /// own servers answer (and its client reads).
-async fn readiness(model: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let target = Target {
-        model: model.into_inner(),
-        version: None,
-    };
+async fn readiness(target: web::Path<Target>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let info = state.models.model_info(&target)?;
     let status = if info.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(HttpResponse::build(status)

@@ -12,9 +12,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 use super::error::pretty_json;
-use super::inference::{respond, run};
+use super::inference::{output_tensors, respond, run};
 use super::{payload, ApiError, AppState};
-use crate::request::{Body, InferenceRequest};
+use crate::request::InferenceRequest;
 use crate::service::{ServiceError, Target};
 
 /// The header that says how long the JSON part of a body with binary tensors is.
@@ -153,9 +153,7 @@ async fn infer(
         version: target.version.clone(),
     };
     let prediction = run(&request, &state, &target, input).await?;
-    let Body::Tensors(outputs) = prediction.body else {
-        return Err(ApiError::Service(ServiceError::Unavailable("the model answered without tensors".into())).into());
-    };
+    let outputs = output_tensors(prediction)?;
     let id = parsed.id.clone().unwrap_or_else(|| request_id.clone());
     let rendered = codec::render_infer(&info.name, &info.version, &id, outputs, &parsed).map_err(ApiError::BadRequest)?;
     let mut response = HttpResponse::Ok();
