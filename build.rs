@@ -1,4 +1,5 @@
-//! Link-time set-up for libtorch: an rpath to its `lib` folder, so `target/release/tserve` runs
+//! Build-time set-up: Rust code for the vendored gRPC `.proto` files (`proto/`), and for libtorch
+//! an rpath to its `lib` folder, so `target/release/tserve` runs
 //! without `LD_LIBRARY_PATH`, and CUDA support kept in the binary when the libtorch has it.
 //!
 //! torch-sys finds libtorch through `LIBTORCH` (set for cargo in `.cargo/config.toml`); this script
@@ -7,6 +8,30 @@
 use std::path::PathBuf;
 
 fn main() {
+    compile_protos();
+    link_libtorch();
+}
+
+/// The gRPC services tserve serves, generated with the protoc that `protoc-bin-vendored` carries
+/// (so no system protobuf compiler is needed); servers only, the tests' clients are Python's.
+fn compile_protos() {
+    const PROTOS: [&str; 1] = ["proto/kserve/grpc_predict_v2.proto"];
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    if std::env::var_os("PROTOC").is_none() {
+        match protoc_bin_vendored::protoc_bin_path() {
+            // A build script is single-threaded: nothing else reads the environment meanwhile.
+            Ok(protoc) => std::env::set_var("PROTOC", protoc),
+            Err(e) => println!("cargo:warning=no vendored protoc for this platform ({e}); set PROTOC"),
+        }
+    }
+    if let Err(e) = tonic_prost_build::configure().build_client(false).compile_protos(&PROTOS, &["proto"]) {
+        panic!("cannot compile the gRPC protos: {e}");
+    }
+}
+
+fn link_libtorch() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
         println!("cargo:warning=LIBTORCH is not set: no rpath added; set LD_LIBRARY_PATH to run");

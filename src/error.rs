@@ -76,6 +76,29 @@ impl Code {
     }
 }
 
+/// The gRPC status code (its number, as `google.rpc.Code`) for an error of HTTP status `status`,
+/// as TorchServe's `GRPCUtils.getGRPCStatusCode` maps them, so a gRPC client sees the same
+/// failure a REST client does.
+pub fn grpc_code(status: u16) -> i32 {
+    match status {
+        200..=299 => 0,     // OK
+        400 => 3,           // INVALID_ARGUMENT
+        401 => 16,          // UNAUTHENTICATED
+        403 => 7,           // PERMISSION_DENIED
+        404 => 5,           // NOT_FOUND
+        409 => 10,          // ABORTED
+        413 | 429 => 8,     // RESOURCE_EXHAUSTED
+        416 => 11,          // OUT_OF_RANGE
+        499 => 1,           // CANCELLED
+        501 => 12,          // UNIMPLEMENTED
+        503 => 14,          // UNAVAILABLE
+        504 => 4,           // DEADLINE_EXCEEDED
+        _ if (400..500).contains(&status) => 9, // FAILED_PRECONDITION
+        _ if (500..600).contains(&status) => 13, // INTERNAL
+        _ => 2,                                  // UNKNOWN
+    }
+}
+
 /// An error that knows what its client sees.
 pub trait ErrorCode {
     fn code(&self) -> Code;
@@ -89,5 +112,13 @@ mod tests {
     fn backend_errors_keep_the_workers_status() {
         assert_eq!(Code::Backend(507).status_and_type(), (507, "InternalServerException"));
         assert_eq!(Code::WorkerDied.status(), 500);
+    }
+
+    #[test]
+    fn grpc_codes_follow_torchserve() {
+        let cases = [(200, 0), (400, 3), (404, 5), (408, 9), (413, 8), (500, 13), (503, 14), (507, 13), (302, 2)];
+        for (status, code) in cases {
+            assert_eq!(grpc_code(status), code, "HTTP {status}");
+        }
     }
 }

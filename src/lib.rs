@@ -23,6 +23,7 @@ pub mod cli;
 mod config;
 mod error;
 pub mod handlers;
+mod grpc;
 mod http;
 pub mod launcher;
 pub mod logging;

@@ -119,6 +119,9 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
         let listener = crate::http::bind_api(&models, api, tokens.clone()).map_err(anyhow::Error::msg)?;
         listeners.push((api, listener));
     }
+    let grpc = crate::grpc::bind(&models, tokens.clone()).map_err(anyhow::Error::msg)?;
+    let grpc_line = format!("gRPC Inference API bound to {}://{}", grpc.scheme, grpc.address);
+    let (grpc_stop, grpc_stopped) = tokio::sync::oneshot::channel();
     let handles: Vec<_> = listeners.iter().map(|(_, listener)| listener.server.handle()).collect();
     actix::spawn(async move {
         tokio::select! {
@@ -126,7 +129,15 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
             _ = interrupt.recv() => log::info!("SIGINT received: stopping"),
         }
         // Graceful: stop accepting, let requests in flight finish (up to the shutdown timeout).
-        futures_util::future::join_all(handles.iter().map(|handle| handle.stop(true))).await;
+        let http = futures_util::future::join_all(handles.iter().map(|handle| handle.stop(true)));
+        // gRPC calls in flight get as long as actix gives HTTP requests (its 30 s default).
+        let grpc = async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), grpc.stop())
+                .await
+                .unwrap_or(Err("gRPC calls were still running 30 s after the stop".into()))
+        };
+        let (_, grpc) = futures_util::future::join(http, grpc).await;
+        let _ = grpc_stop.send(grpc);
     });
     // On stdout, whatever the log level: scripts and tests read the bound ports from it.
     for (api, listener) in &listeners {
@@ -142,11 +153,15 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
             }
         }
     }
+    println!("{grpc_line}");
     models.snapshot(SnapshotKind::Startup).await?;
 
     let served = futures_util::future::join_all(listeners.into_iter().map(|(_, listener)| listener.server)).await;
     for outcome in served {
         outcome.context("a listener failed")?;
+    }
+    if let Ok(Err(e)) = grpc_stopped.await {
+        anyhow::bail!("the gRPC listener failed: {e}");
     }
     models.snapshot(SnapshotKind::Shutdown).await?;
     log::info!("tserve has stopped serving");

@@ -240,6 +240,25 @@ fn rectangular<'a>(value: &'a Value, shape: &[i64], leaves: &mut Vec<&'a Value>)
     }
 }
 
+/// The outputs a request names, in the order it names them; `None` names every output. Naming
+/// one the model did not produce is an error (as Triton answers it).
+pub fn select_outputs(outputs: Vec<TensorData>, wanted: Option<&[&str]>, model: &str) -> Result<Vec<TensorData>, String> {
+    let Some(wanted) = wanted else {
+        return Ok(outputs);
+    };
+    let mut outputs = outputs;
+    wanted
+        .iter()
+        .map(|&name| {
+            let index = outputs
+                .iter()
+                .position(|o| o.name == name)
+                .ok_or_else(|| format!("unexpected inference output '{name}' for model '{model}'"))?;
+            Ok(outputs.swap_remove(index))
+        })
+        .collect()
+}
+
 /// The BYTES elements of binary data: each a 4-byte little-endian length and its bytes.
 pub fn strings(data: &Bytes) -> Result<Vec<Bytes>, String> {
     let mut out = Vec::new();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tch::Device;
 
 use super::queue::QueueSettings;
-use crate::archive::ModelArchive;
+use crate::archive::{DeclaredTensors, ModelArchive};
 use crate::metrics::ModelMetrics;
 use crate::handlers::{Handler, ModelError};
 use crate::settings::ModelSettings;
@@ -75,6 +75,8 @@ pub struct ModelSpec {
     pub metrics: Arc<ModelMetrics>,
     /// Keeps an unpacked archive on disk while the model is registered.
     pub archive: Option<Arc<ModelArchive>>,
+    /// The inputs and outputs its model config declares, for OIP model metadata.
+    pub tensors: Option<DeclaredTensors>,
 }
 
 impl ModelSpec {
@@ -107,6 +109,7 @@ impl ModelSpec {
             settings,
             metrics: ModelMetrics::detached(name, version),
             archive: None,
+            tensors: None,
         }
     }
 

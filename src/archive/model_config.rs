@@ -55,6 +55,54 @@ pub struct ModelConfig {
     pub unsupported: Vec<String>,
     /// Every other top-level key (`handler:`, `pt2:`, ...), for the handler, untouched.
     pub handler_settings: Mapping,
+    /// The input and output tensors `tserve: {inputs: [...], outputs: [...]}` declares, for
+    /// OIP model metadata (a TorchScript file records no dtypes or shapes).
+    pub tensors: Option<DeclaredTensors>,
+}
+
+/// One tensor as a model config declares it, in OIP's terms.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredTensor {
+    pub name: String,
+    /// An OIP datatype name (`FP32`, `INT64`, `BYTES`, ...).
+    pub datatype: String,
+    /// -1 for a dimension of any size.
+    pub shape: Vec<i64>,
+}
+
+/// A model's declared inputs and outputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct DeclaredTensors {
+    #[serde(default)]
+    pub inputs: Vec<DeclaredTensor>,
+    #[serde(default)]
+    pub outputs: Vec<DeclaredTensor>,
+}
+
+/// The `inputs`/`outputs` of the `tserve:` section, checked: known datatypes, dimensions of -1
+/// or more.
+fn declared_tensors(tserve: &Value) -> Result<Option<DeclaredTensors>, String> {
+    if tserve.get("inputs").is_none() && tserve.get("outputs").is_none() {
+        return Ok(None);
+    }
+    let mut section = Mapping::new();
+    for key in ["inputs", "outputs"] {
+        if let Some(list) = tserve.get(key) {
+            section.insert(Value::String(key.into()), list.clone());
+        }
+    }
+    let declared: DeclaredTensors = serde_yaml_ng::from_value(Value::Mapping(section))
+        .map_err(|e| format!("tserve inputs/outputs: {e}"))?;
+    for tensor in declared.inputs.iter().chain(&declared.outputs) {
+        if crate::tensor::DataType::parse(&tensor.datatype).is_none() {
+            return Err(format!("tensor '{}': unknown datatype '{}'", tensor.name, tensor.datatype));
+        }
+        if tensor.shape.iter().any(|&dim| dim < -1) {
+            return Err(format!("tensor '{}': dimensions are -1 (any size) or more", tensor.name));
+        }
+    }
+    Ok(Some(declared))
 }
 
 /// Whether a key TorchServe acts on asks for a feature tserve lacks, for this value: a value
@@ -149,6 +197,9 @@ impl ModelConfig {
                 }
             }
         }
+        if let Some(tserve) = config.handler_settings.get("tserve") {
+            config.tensors = declared_tensors(tserve)?;
+        }
         Ok(config)
     }
 }
@@ -199,6 +250,26 @@ fn int_list(name: &str, value: &Value) -> Option<Vec<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_tensors_are_read_and_checked() {
+        let config = ModelConfig::parse(
+            "tserve:\n  inputs:\n    - {name: x, datatype: FP32, shape: [-1, 64]}\n  outputs:\n    - {name: y, datatype: INT64, shape: [-1]}\n",
+        )
+        .unwrap();
+        let tensors = config.tensors.unwrap();
+        assert_eq!(tensors.inputs, vec![DeclaredTensor { name: "x".into(), datatype: "FP32".into(), shape: vec![-1, 64] }]);
+        assert_eq!(tensors.outputs[0].datatype, "INT64");
+        assert!(ModelConfig::parse("tserve:\n  backend: python\n").unwrap().tensors.is_none());
+        for (yaml, words) in [
+            ("tserve:\n  inputs: [{name: x, datatype: FP8, shape: [1]}]\n", "unknown datatype 'FP8'"),
+            ("tserve:\n  inputs: [{name: x, datatype: FP32, shape: [-2]}]\n", "-1 (any size)"),
+            ("tserve:\n  outputs: [{name: x, datatype: FP32}]\n", "shape"),
+        ] {
+            let err = ModelConfig::parse(yaml).unwrap_err();
+            assert!(err.contains(words), "{err}");
+        }
+    }
 
     #[test]
     fn reads_frontend_keys_with_torchserve_clamps() {

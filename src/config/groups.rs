@@ -24,6 +24,17 @@ pub struct Listeners {
     /// How long a client may take to send a request body (tserve's own key,
     /// `request_read_timeout`, in seconds; TorchServe has none): past it, 408.
     pub request_read_timeout: Duration,
+    /// The gRPC inference listener: `grpc_inference_address` (a bare host) and
+    /// `grpc_inference_port` (default 7070); TLS with `enable_grpc_ssl`.
+    pub grpc_inference: ListenAddress,
+    /// `grpc_inference_max_connection_age_ms` and `..._grace_ms`: unset, connections live on.
+    pub grpc_max_connection_age: Option<Duration>,
+    pub grpc_max_connection_age_grace: Option<Duration>,
+    /// Whether the Open Inference Protocol's own routes are served (`/v2`, health, metadata, and
+    /// `inference.GRPCInferenceService`). TorchServe's switch, with tserve's default: on unless
+    /// `ts_open_inference_protocol` is written other than `true`/`oip` (or the environment's
+    /// `TS_OPEN_INFERENCE_PROTOCOL`, which TorchServe always reads, is set other than `oip`).
+    pub open_inference_protocol: bool,
 }
 
 impl Listeners {
@@ -41,6 +52,20 @@ impl Listeners {
             },
             max_request_size: props.parse("max_request_size")?.unwrap_or(6_553_500),
             request_read_timeout: props.seconds("request_read_timeout", 60)?,
+            grpc_inference: ListenAddress {
+                tls: props.boolean("enable_grpc_ssl"),
+                ..ListenAddress::new(
+                    &props.string("grpc_inference_address").unwrap_or_else(|| "127.0.0.1".into()),
+                    props.parse("grpc_inference_port")?.unwrap_or(7070),
+                )
+            },
+            grpc_max_connection_age: props.parse("grpc_inference_max_connection_age_ms")?.map(Duration::from_millis),
+            grpc_max_connection_age_grace: props
+                .parse("grpc_inference_max_connection_age_grace_ms")?
+                .map(Duration::from_millis),
+            open_inference_protocol: props
+                .string("ts_open_inference_protocol")
+                .is_none_or(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "oip")),
         })
     }
 }

@@ -23,6 +23,9 @@ pub enum FromEnv {
     Yes,
     /// TorchServe has no `TS_` variable for it.
     No,
+    /// Whether or not `enable_envvars_config` is on (TorchServe reads
+    /// `TS_OPEN_INFERENCE_PROTOCOL` so, as KServe's runtime sets it).
+    Always,
     /// Only with `use_env_allowed_urls=true`: a URL allow-list set from the environment is a
     /// way around the file.
     WithUseEnvAllowedUrls,
@@ -93,6 +96,13 @@ pub const KEYS: &[Key] = &[
     read("decode_input_request"),
     read("limit_max_image_pixels"),
     read("service_envelope"),
+    // gRPC and the Open Inference Protocol.
+    read("grpc_inference_address"),
+    read("grpc_inference_port"),
+    read("grpc_inference_max_connection_age_ms"),
+    read("grpc_inference_max_connection_age_grace_ms"),
+    read("enable_grpc_ssl"),
+    Key { from_env: FromEnv::Always, ..read("ts_open_inference_protocol") },
     // Security.
     read("enable_model_api"),
     Key { from_env: FromEnv::WithUseEnvAllowedUrls, ..read("allowed_urls") },
@@ -117,12 +127,10 @@ pub const KEYS: &[Key] = &[
     read("tsConfigFile"),
     read("version"),
     // TorchServe keys not in effect yet.
-    no_effect("grpc_inference_address"),
     no_effect("grpc_management_address"),
-    no_effect("grpc_inference_port"),
     no_effect("grpc_management_port"),
-    no_effect("enable_grpc_ssl"),
-    no_effect("ts_open_inference_protocol"),
+    no_effect("grpc_management_max_connection_age_ms"),
+    no_effect("grpc_management_max_connection_age_grace_ms"),
     no_effect("netty_client_threads"),
     no_effect("workflow_store"),
     no_effect("max_response_size"),
@@ -189,10 +197,10 @@ mod tests {
 
     #[test]
     fn notices_name_what_is_not_read() {
-        let keys = ["job_queue_size", "grpc_inference_port", "job_queue_sise"].map(String::from);
+        let keys = ["job_queue_size", "grpc_management_port", "job_queue_sise"].map(String::from);
         assert_eq!(
             notices(&keys),
-            vec![Notice::NotInEffect("grpc_inference_port".into()), Notice::Unknown("job_queue_sise".into())]
+            vec![Notice::NotInEffect("grpc_management_port".into()), Notice::Unknown("job_queue_sise".into())]
         );
     }
 

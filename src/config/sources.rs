@@ -80,8 +80,16 @@ pub fn apply_command_line(props: &mut BTreeMap<String, String>, cli: &CliOverrid
 
 /// `enable_envvars_config=true`: each key the table allows can be set by the environment as
 /// `TS_<KEY>` (`TS_INFERENCE_ADDRESS`, `TS_DISABLE_TOKEN_AUTHORIZATION`, ...), and the
-/// environment wins, as in TorchServe.
+/// environment wins, as in TorchServe. `TS_OPEN_INFERENCE_PROTOCOL` counts whatever that key
+/// says, and as TorchServe reads it: set and not empty, only `oip` turns the protocol on.
 pub fn apply_environment(props: &mut BTreeMap<String, String>, lookup: impl Fn(&str) -> Option<String>) {
+    for key in KEYS.iter().filter(|key| key.from_env == FromEnv::Always) {
+        // The key already starts with `ts_`: its variable is the key in capitals.
+        if let Some(value) = lookup(&key.name.to_ascii_uppercase()).filter(|v| !v.is_empty()) {
+            let on = value.trim() == "oip";
+            props.insert(key.name.to_string(), if on { "oip" } else { "false" }.to_string());
+        }
+    }
     let enabled = |props: &BTreeMap<String, String>, key: &str| {
         props.get(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     };
@@ -92,7 +100,7 @@ pub fn apply_environment(props: &mut BTreeMap<String, String>, lookup: impl Fn(&
     for key in KEYS {
         let allowed = match key.from_env {
             FromEnv::Yes => true,
-            FromEnv::No => false,
+            FromEnv::No | FromEnv::Always => false,
             FromEnv::WithUseEnvAllowedUrls => env_allowed_urls,
         };
         if !allowed {
@@ -134,6 +142,15 @@ mod tests {
         let mut urls = props(&[("enable_envvars_config", "true"), ("use_env_allowed_urls", "true")]);
         apply_environment(&mut urls, env);
         assert_eq!(urls["allowed_urls"], "http://evil/.*");
+    }
+
+    #[test]
+    fn the_open_inference_protocol_variable_needs_no_switch_and_only_oip_turns_it_on() {
+        for (value, expected) in [("oip", Some("oip")), ("true", Some("false")), ("", None)] {
+            let mut props = props(&[]);
+            apply_environment(&mut props, |name| (name == "TS_OPEN_INFERENCE_PROTOCOL").then(|| value.to_string()));
+            assert_eq!(props.get("ts_open_inference_protocol").map(String::as_str), expected, "{value:?}");
+        }
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
             web::resource(["/predictions/{model}", "/predictions/{model}/{version}"])
                 .route(web::route().guard(guard::Options()).to(method_not_allowed))
                 .route(web::route().to(predict)),
+        )
+        .service(
+            web::resource(["/explanations/{model}", "/explanations/{model}/{version}"])
+                .route(web::route().guard(guard::Options()).to(method_not_allowed))
+                .route(web::route().to(explanations)),
         );
     oip::endpoints(cfg);
     kserve::endpoints(cfg);
@@ -56,6 +61,42 @@ async fn predict(
     Ok(respond(prediction, &request_id))
 }
 
+async fn explanations(
+    request: HttpRequest,
+    target: web::Path<Target>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    explain(&request, &target, body, &state).await
+}
+
+/// TorchServe's explanations, for every route that asks for one (`/explanations`, KServe v1
+/// `:explain`, OIP `/explain`): a Python handler gets the request with the header
+/// `explain: True`, on which TorchServe's BaseHandler runs its `explain_handle` (Captum) and the
+/// `kserve` envelopes answer `{"explanations": ...}`. A native model has no explainer: 501,
+/// naming the way to one.
+pub(super) async fn explain(
+    request: &HttpRequest,
+    target: &Target,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    if state.models.model_info(target)?.native {
+        return Err(ApiError::NotImplemented(format!(
+            "Model {} is a TorchScript model served natively, which has no explainer yet; serve it \
+             on the Python backend (model-config YAML `tserve: {{backend: python}}`) with a handler that \
+             explains, e.g. with Captum",
+            target.model
+        )));
+    }
+    let mut input = payload::read_request(request, body, state.body_limits).await?;
+    input.headers.retain(|(name, _)| name != "explain");
+    input.headers.push(("explain".into(), "True".into()));
+    let request_id = input.id.clone();
+    let prediction = run(request, state, target, input).await?;
+    Ok(respond(prediction, &request_id))
+}
+
 /// Runs one prediction through the model service for any front door (`/predictions`, OIP,
 /// KServe). If the client goes away first, dropping the prediction withdraws its job.
 pub(super) async fn run(
@@ -73,14 +114,9 @@ pub(super) async fn run(
     }
 }
 
-/// The HTTP response for a backend's answer: its status, content type, headers and body.
-/// The output tensors of a native model's answer to typed input (OIP, KServe v1). An answer of
-/// another kind is an invalid model output, as the model layer counts one.
+/// The output tensors of a native model's answer to typed input (OIP, KServe v1).
 pub(super) fn output_tensors(prediction: Prediction) -> Result<Vec<TensorData>, ApiError> {
-    match prediction.body {
-        Body::Tensors(outputs) => Ok(outputs),
-        _ => Err(invalid_output("the model answered without tensors".into())),
-    }
+    Ok(crate::service::output_tensors(prediction)?)
 }
 
 /// A model output that the protocol cannot render: TorchServe's invalid-output failure.
@@ -88,6 +124,7 @@ pub(super) fn invalid_output(message: String) -> ApiError {
     ApiError::Service(ServiceError::from(ModelError::InvalidOutput(message)))
 }
 
+/// The HTTP response for a backend's answer: its status, content type, headers and body.
 pub(super) fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
     let status = StatusCode::from_u16(prediction.status).unwrap_or(StatusCode::OK);
     let mut response = HttpResponse::build(status);

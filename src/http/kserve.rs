@@ -84,27 +84,14 @@ async fn predict(
         .body(pretty_json(&answer)))
 }
 
-/// TorchServe's explanations: a Python handler gets the request with `explain: True`.
+/// `:explain`: TorchServe's explanations ([`super::inference::explain`]).
 async fn explain(
     request: HttpRequest,
     target: web::Path<Target>,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if state.models.model_info(&target)?.native {
-        return Err(ApiError::NotImplemented(format!(
-            "Model {} is a TorchScript model served natively, which has no explainer yet; serve it \
-             on the Python backend (model-config YAML `tserve: {{backend: python}}`) with a handler that \
-             explains, e.g. with Captum",
-            target.model
-        )));
-    }
-    let mut input = payload::read_request(&request, body, state.body_limits).await?;
-    input.headers.retain(|(name, _)| name != "explain");
-    input.headers.push(("explain".into(), "True".into()));
-    let request_id = input.id.clone();
-    let prediction = run(&request, &state, &target, input).await?;
-    Ok(respond(prediction, &request_id))
+    super::inference::explain(&request, &target, body, &state).await
 }
 
 /// `{"name", "ready"}`: 200 when the default version has a ready worker, else 503, as KServe's

@@ -105,6 +105,14 @@ pub const INFERENCE: &str = r##"{
         "responses": {"200": {"description": "The handler's answer"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}
       }
     },
+    "/explanations/{model_name}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "explanations", "description": "A Python handler explains (the explain: True header); native models: 501.", "responses": {"200": {"description": "The handler's explanations"}, "404": {"$ref": "#/components/responses/Error"}, "501": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/explanations/{model_name}/{model_version}": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}, {"in": "path", "name": "model_version", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "versionExplanations", "responses": {"200": {"description": "The handler's explanations"}, "404": {"$ref": "#/components/responses/Error"}, "501": {"$ref": "#/components/responses/Error"}}}
+    },
     "/v1/models/{model_name}:predict": {
       "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
       "post": {"operationId": "kserveV1Predict", "description": "KServe v1: {\"instances\": [...]} in, {\"predictions\": [...]} out.", "responses": {"200": {"description": "{\"predictions\": [...]}"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}
@@ -135,6 +143,10 @@ pub const INFERENCE: &str = r##"{
     "/v2/models/{model_name}/versions/{model_version}/ready": {
       "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}, {"in": "path", "name": "model_version", "required": true, "schema": {"type": "string"}}],
       "get": {"operationId": "oipVersionReady", "responses": {"200": {"description": "{\"name\", \"ready\": true}"}, "503": {"description": "Not ready"}, "404": {"$ref": "#/components/responses/OipError"}}}
+    },
+    "/v2/models/{model_name}/explain": {
+      "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
+      "post": {"operationId": "oipExplain", "description": "A Python handler explains (the explain: True header); native models: 501.", "responses": {"200": {"description": "The handler's explanations"}, "404": {"$ref": "#/components/responses/OipError"}, "501": {"$ref": "#/components/responses/OipError"}}}
     },
     "/v2/models/{model_name}/infer": {
       "parameters": [{"in": "path", "name": "model_name", "required": true, "schema": {"type": "string"}}],
@@ -263,6 +275,7 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(super::INFERENCE).unwrap();
         assert!(doc["paths"]["/predictions/{model_name}"]["post"].is_object());
         assert!(doc["paths"]["/v2/models/{model_name}/infer"]["post"].is_object());
+        assert!(doc["paths"]["/explanations/{model_name}"]["post"].is_object());
         assert!(doc["paths"]["/v1/models/{model_name}:predict"]["post"].is_object());
     }
 }

@@ -1,14 +1,19 @@
 //! What the Open Inference Protocol's model metadata and readiness say of a model version:
-//! its versions, platform, and input and output tensors as far as they can be known. A
-//! TorchScript file records its `forward`'s argument names and how many tensors it returns, not
-//! dtypes or shapes: those are `FP32` (what `base_handler` makes of JSON numbers) and `[-1]`
-//! (unknown). Python handlers declare nothing, so theirs are empty.
+//! its versions, platform, and input and output tensors as far as they can be known, from the
+//! first of these that has them:
+//! 1. the model config's declaration, `tserve: {inputs: [{name, datatype, shape}], outputs:
+//!    [...]}` (as Triton's `config.pbtxt` declares them), for any backend;
+//! 2. for a TorchScript model, its file: `forward`'s argument names and how many tensors it
+//!    returns, but no dtypes or shapes, which are then `FP32` (what `base_handler` makes of JSON
+//!    numbers) and `[-1]` (unknown);
+//! 3. nothing, for a Python handler that declares none.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::actors::{BackendSpec, ModelEntry};
+use crate::archive::DeclaredTensors;
 use crate::handlers::typed::forward_signature;
 
 /// One model version as the OIP front door needs it.
@@ -23,6 +28,7 @@ pub struct ModelInfo {
     /// At least one worker is ready.
     pub ready: bool,
     pub(super) serialized_file: Option<PathBuf>,
+    pub(super) declared: Option<DeclaredTensors>,
 }
 
 impl ModelInfo {
@@ -38,6 +44,7 @@ impl ModelInfo {
             native: serialized_file.is_some(),
             ready: entry.health.borrow().ready > 0,
             serialized_file,
+            declared: entry.spec.tensors.clone(),
         }
     }
 }
@@ -69,8 +76,22 @@ pub async fn metadata(info: ModelInfo) -> ModelMetadata {
         datatype: "FP32".into(),
         shape: vec![-1],
     };
-    let (platform, inputs, outputs) = match info.serialized_file.clone() {
-        Some(file) => {
+    let platform = match info.native {
+        true => "pytorch_torchscript",
+        false => "pytorch_python",
+    };
+    let declared = |list: Vec<crate::archive::DeclaredTensor>| {
+        list.into_iter()
+            .map(|t| TensorMetadata {
+                name: t.name,
+                datatype: t.datatype,
+                shape: t.shape,
+            })
+            .collect()
+    };
+    let (inputs, outputs) = match (info.declared, info.serialized_file) {
+        (Some(tensors), _) => (declared(tensors.inputs), declared(tensors.outputs)),
+        (None, Some(file)) => {
             let signature = tokio::task::spawn_blocking(move || forward_signature(&file)).await.ok().flatten();
             let (inputs, outputs) = match signature {
                 Some(signature) => (
@@ -84,9 +105,9 @@ pub async fn metadata(info: ModelInfo) -> ModelMetadata {
                 ),
                 None => (vec![unknown("input__0".into())], vec![unknown("output__0".into())]),
             };
-            ("pytorch_torchscript", inputs, outputs)
+            (inputs, outputs)
         }
-        None => ("pytorch_python", Vec::new(), Vec::new()),
+        (None, None) => (Vec::new(), Vec::new()),
     };
     ModelMetadata {
         name: info.name,

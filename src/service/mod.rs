@@ -21,14 +21,25 @@ use crate::actors::{
 };
 use crate::config::Config;
 use crate::metrics::{Metrics, ModelGauges, ModelMetrics};
-use crate::request::{InferenceRequest, Prediction};
+use crate::handlers::ModelError;
+use crate::request::{Body, InferenceRequest, Prediction};
+use crate::tensor::TensorData;
 use crate::snapshot::{SnapshotKind, SnapshotWriter};
 
 pub use describe::DescribeModel;
 pub use error::ServiceError;
-pub use metadata::{ModelInfo, ModelMetadata};
+pub use metadata::{ModelInfo, ModelMetadata, TensorMetadata};
 pub use register::{RegisterRequest, Registered};
 pub use crate::actors::VersionSelector;
+
+/// The output tensors of a native model's answer to typed input. An answer of another kind is
+/// an invalid model output, as the model layer counts one.
+pub fn output_tensors(prediction: Prediction) -> Result<Vec<TensorData>, ServiceError> {
+    match prediction.body {
+        Body::Tensors(outputs) => Ok(outputs),
+        _ => Err(ModelError::InvalidOutput("the model answered without tensors".into()).into()),
+    }
+}
 
 /// How long a control message may wait for the Supervisor or a manager before the caller is told
 /// the server is busy.
@@ -119,6 +130,12 @@ impl Models {
         let answer = answer.await.map_err(|_| ManagerError::WorkerDied)?;
         pending.answered();
         Ok(answer?)
+    }
+
+    /// Runs one prediction of typed tensors on a native model (OIP, KServe v1), answered with
+    /// the model's output tensors.
+    pub async fn predict_tensors(&self, target: &Target, request: InferenceRequest) -> Result<Vec<TensorData>, ServiceError> {
+        output_tensors(self.predict(target, request).await?)
     }
 
     /// The Prometheus page (`GET /metrics`), with the live gauges of every model version.

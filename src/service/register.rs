@@ -175,6 +175,7 @@ fn spec_from_archive(
         .runtime
         .map_or_else(|| archive.manifest.runtime.clone(), |runtime| runtime.as_str().to_string());
     spec.origin = origin;
+    spec.tensors = yaml.tensors.clone();
     spec.archive = Some(Arc::new(archive));
     Ok(spec)
 }

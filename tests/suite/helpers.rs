@@ -45,11 +45,11 @@ pub struct TestServer {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// Config lines that put both listeners on free ports.
+/// Config lines that put every listener (the gRPC one too) on free ports.
 /// Token authorization is off, as in TorchServe's own test suites; the tests of tokens turn
 /// it back on.
 pub const FREE_PORTS: &str = "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
-     metrics_address=http://127.0.0.1:0\ndisable_token_authorization=true\n";
+     metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ndisable_token_authorization=true\n";
 
 impl TestServer {
     /// Serves the fixture archives `models` with one worker each, plus `config` lines.
@@ -161,6 +161,17 @@ impl TestServer {
             .unwrap_or_else(|| panic!("no metrics listener:\n{output}"))
             .trim()
             .to_string()
+    }
+
+    /// The gRPC inference listener's `host:port`, from its bind line.
+    pub fn grpc_address(&self) -> String {
+        let output = self.output_when(|o| o.contains("gRPC Inference API bound to "));
+        output
+            .lines()
+            .find_map(|line| line.strip_prefix("gRPC Inference API bound to "))
+            .and_then(|url| url.split_once("://"))
+            .map(|(_, address)| address.trim().to_string())
+            .unwrap_or_else(|| panic!("no gRPC listener:\n{output}"))
     }
 
     /// The folder the server runs in (its logs are under `logs/`).

@@ -1,19 +1,35 @@
 //! KServe's data plane with its real clients: the Open Inference Protocol v2 over REST
-//! (tritonclient.http and kserve's InferenceRESTClient, JSON and binary tensors) and KServe v1,
-//! driven by `tests/fixtures/oip_clients.py` against a live server; plus the bodies and codes a
-//! client sees for errors.
+//! (tritonclient.http and kserve's InferenceRESTClient, JSON and binary tensors) and over gRPC
+//! (tritonclient.grpc, grpcio stubs generated from the vendored proto), KServe v1, and
+//! explanations, driven by `tests/fixtures/oip_clients.py` against a live server; plus the
+//! bodies and codes a client sees for errors.
 
 use std::process::Command;
 
 use serde_json::json;
 
 use crate::helpers::{repo_root, TestServer};
+use crate::monitoring::{file_when, sample, scrape};
 
 /// Runs one check of the client script against `server`; panics with its output if it fails.
 fn clients(server: &TestServer, check: &str) {
+    run_clients(server, &[check, &server.base_url]);
+}
+
+/// Runs one gRPC check (`grpc_<check>`) against the server's gRPC listener.
+fn grpc_clients(server: &TestServer, check: &str, extra: &[&str]) {
+    let check = format!("grpc_{check}");
+    let address = server.grpc_address();
+    let mut args = vec![check.as_str(), address.as_str()];
+    args.extend(extra);
+    run_clients(server, &args);
+}
+
+fn run_clients(server: &TestServer, args: &[&str]) {
+    let check = args[0];
     let output = Command::new(repo_root().join(".venv/bin/python"))
         .arg(repo_root().join("tests/fixtures/oip_clients.py"))
-        .args([check, &server.base_url])
+        .args(args)
         .output()
         .expect("run oip_clients.py");
     let text = format!(
@@ -30,7 +46,7 @@ fn served() -> TestServer {
     let server = TestServer::launch(
         &["identity.mar", "pair.mar", "mlp.mar", "mlp_v2.mar"],
         &["identity.mar", "pair.mar", "mlp.mar"],
-        "default_workers_per_model=1\nenable_model_api=true",
+        "default_workers_per_model=1\nenable_model_api=true\nmetrics_mode=prometheus",
     );
     let reply = server.manage("POST", "/models?url=mlp_v2.mar&initial_workers=1&synchronous=true");
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -45,6 +61,22 @@ fn every_datatype_round_trips_through_tritonclient() {
 #[test]
 fn oip_metadata_versions_outputs_and_errors_through_tritonclient() {
     clients(&served(), "protocol");
+}
+
+#[test]
+fn oip_over_grpc_with_tritonclient_and_generated_stubs() {
+    let server = served();
+    grpc_clients(&server, "protocol", &[]);
+    grpc_clients(&server, "stubs", &[]);
+    // Each call has its access-log line, in TorchServe's gRPC form, with its status code.
+    let log = file_when(&server.dir().join("logs/access_log.log"), |log| log.contains("HTTP/2.0\" 5 "));
+    assert!(log.contains("\"gRPC inference.GRPCInferenceService/ModelInfer HTTP/2.0\" 0 "), "{log}");
+    assert!(log.contains("\"gRPC inference.GRPCInferenceService/ModelInfer HTTP/2.0\" 5 "), "NOT_FOUND: {log}");
+    // Predictions over gRPC count as predictions, and every call as a response.
+    let (reply, families) = scrape(&server, "");
+    let identity = sample(&families, "ts_inference_requests_total", &[("model_name", "identity"), ("model_version", "default")]);
+    assert!(identity >= Some(13.0), "12 datatypes, BF16 and the stubs' calls: {}", reply.body);
+    assert!(sample(&families, "Requests4XX", &[("Level", "Host")]) >= Some(3.0), "{}", reply.body);
 }
 
 #[test]
@@ -117,6 +149,53 @@ fn the_new_routes_need_the_inference_token() {
         .call()
         .unwrap();
     assert_eq!(live.status(), 200);
+    grpc_clients(&server, "token", &[key]);
+}
+
+/// TorchServe's switch, read as TorchServe reads it: the file's key, and the environment's
+/// `TS_OPEN_INFERENCE_PROTOCOL` (which wins, without `enable_envvars_config`).
+#[test]
+fn the_open_inference_protocol_switch() {
+    let off = TestServer::start(&["mlp.mar"], "ts_open_inference_protocol=false");
+    let (kind, _) = off.get("/v2/health/live").error(404);
+    assert_eq!(kind, "ResourceNotFoundException");
+    assert_eq!(off.get("/v2/models/mlp").status, 404);
+    // Infer stays routed, as TorchServe routes it either way.
+    let reply = off.post("/v2/models/mlp/infer", br#"{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}"#);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    grpc_clients(&off, "off", &[]);
+    drop(off);
+    let on = TestServer::start_with_env(
+        &["mlp.mar"],
+        "default_workers_per_model=1\nts_open_inference_protocol=false",
+        &[("TS_OPEN_INFERENCE_PROTOCOL", "oip")],
+    );
+    assert_eq!(on.get("/v2/health/live").status, 200);
+}
+
+/// Explanations on every route TorchServe has them: a Python handler explains with Captum
+/// (TorchServe's VisionHandler, integrated gradients over the image); a native model answers 501
+/// naming the way to one, in each protocol's error shape.
+#[test]
+fn explanations_from_captum_and_501_for_native_models() {
+    let server = TestServer::start(&["resnet18_python.mar", "mlp.mar"], "");
+    let photo = std::fs::read(crate::helpers::fixture("images/photo.jpg")).unwrap();
+    let reply = server.post("/explanations/resnet18_python", &photo);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // One attribution per input value: 3 × 224 × 224.
+    let attributions = reply.json();
+    let channels = attributions.as_array().unwrap();
+    assert_eq!(channels.len(), 3, "{}", &reply.body[..200.min(reply.body.len())]);
+    assert_eq!(channels[0].as_array().unwrap().len(), 224);
+    assert_eq!(channels[0][0].as_array().unwrap().len(), 224);
+    assert!(channels[0][0][0].is_number());
+    let (kind, message) = server.post("/explanations/mlp", b"[[1, 2, 3, 4]]").error(501);
+    assert_eq!(kind, "NotImplementedException");
+    assert!(message.contains("Python backend"), "{message}");
+    let v2 = server.post("/v2/models/mlp/explain", b"{}");
+    assert_eq!(v2.status, 501);
+    assert!(v2.json()["error"].as_str().unwrap().contains("Python backend"), "{}", v2.body);
+    assert_eq!(server.post("/explanations/nope", b"").status, 404);
 }
 
 /// Python handlers get OIP and v1 bodies wrapped by TorchServe's own envelope, chosen by
@@ -125,6 +204,7 @@ fn the_new_routes_need_the_inference_token() {
 fn python_handlers_behind_torchserves_kserve_envelopes() {
     let v2 = TestServer::start(&["py_envelope.mar"], "service_envelope=kservev2");
     clients(&v2, "envelope_v2");
+    grpc_clients(&v2, "envelope_v2", &[]);
     drop(v2);
     let v1 = TestServer::start(&["py_envelope.mar"], "service_envelope=kserve");
     clients(&v1, "envelope_v1");

@@ -48,7 +48,7 @@ fn start_in_background_then_stop() {
     std::fs::copy(fixture("mlp.mar"), store.join("mlp.mar")).unwrap();
     std::fs::write(
         dir.path().join("config.properties"),
-        "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\ndisable_token_authorization=true\ndefault_workers_per_model=1\n",
+        "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ndisable_token_authorization=true\ndefault_workers_per_model=1\n",
     )
     .unwrap();
 

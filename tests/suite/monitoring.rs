@@ -14,7 +14,7 @@ use crate::helpers::{mlp_cases, repo_root, Reply, TestServer};
 
 /// The file's contents once `ready` holds for them (lines arrive through a writer thread), or
 /// after 10 s whatever there is.
-fn file_when(path: &Path, ready: impl Fn(&str) -> bool) -> String {
+pub(crate) fn file_when(path: &Path, ready: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -30,7 +30,7 @@ fn lines_matching<'a>(text: &'a str, pattern: &Regex) -> Vec<&'a str> {
 }
 
 /// The metrics page, parsed by prometheus_client: family name → its JSON.
-fn scrape(server: &TestServer, query: &str) -> (Reply, Vec<Value>) {
+pub(crate) fn scrape(server: &TestServer, query: &str) -> (Reply, Vec<Value>) {
     let reply = Reply::from(ureq::get(&format!("{}/metrics{query}", server.metrics_url())).call());
     let mut parser = Command::new(repo_root().join(".venv/bin/python"))
         .arg(repo_root().join("tests/fixtures/parse_metrics.py"))
@@ -47,7 +47,7 @@ fn scrape(server: &TestServer, query: &str) -> (Reply, Vec<Value>) {
 
 /// The value of the sample of `family` whose labels include all of `labels`. (The parser names
 /// a counter family without its `_total`.)
-fn sample(families: &[Value], family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(families: &[Value], family: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let family = families
         .iter()
         .find(|f| f["name"] == family || format!("{}_total", f["name"].as_str().unwrap_or("")) == family)?;

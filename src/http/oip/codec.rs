@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::tensor::{DataType, TensorData};
+use crate::tensor::{select_outputs, DataType, TensorData};
 
 #[derive(Deserialize)]
 struct InferRequestJson {
@@ -133,21 +133,16 @@ pub fn render_infer(
     outputs: Vec<TensorData>,
     request: &InferRequest,
 ) -> Result<InferResponse, String> {
-    let selected: Vec<(TensorData, bool)> = match &request.outputs {
-        None => outputs.into_iter().map(|o| (o, request.binary_by_default)).collect(),
-        Some(wanted) => {
-            let mut outputs = outputs;
-            wanted
-                .iter()
-                .map(|want| {
-                    let index = outputs.iter().position(|o| o.name == want.name).ok_or_else(|| {
-                        format!("unexpected inference output '{}' for model '{model}'", want.name)
-                    })?;
-                    Ok((outputs.swap_remove(index), want.binary.unwrap_or(request.binary_by_default)))
-                })
-                .collect::<Result<_, String>>()?
-        }
+    let wanted: Option<Vec<&str>> = request.outputs.as_ref().map(|o| o.iter().map(|w| w.name.as_str()).collect());
+    let binary = |index: usize| {
+        let asked = request.outputs.as_ref().and_then(|o| o[index].binary);
+        asked.unwrap_or(request.binary_by_default)
     };
+    let selected: Vec<(TensorData, bool)> = select_outputs(outputs, wanted.as_deref(), model)?
+        .into_iter()
+        .enumerate()
+        .map(|(index, output)| (output, binary(index)))
+        .collect();
     let mut blobs = Vec::new();
     let mut rendered = Vec::with_capacity(selected.len());
     for (output, binary) in selected {

@@ -8,7 +8,7 @@ mod codec;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{guard, web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 use super::error::pretty_json;
@@ -20,17 +20,21 @@ use crate::service::{ServiceError, Target};
 /// The header that says how long the JSON part of a body with binary tensors is.
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
+/// The protocol's own routes answer only while it is on (`ts_open_inference_protocol`); off,
+/// they are TorchServe's 404, and infer stays routed, as TorchServe routes it either way.
 pub fn endpoints(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v2", web::get().to(server_metadata))
-        .route("/v2/health/live", web::get().to(live))
-        .route("/v2/health/ready", web::get().to(ready))
+    cfg.route("/v2", web::get().guard(guard::fn_guard(protocol_on)).to(server_metadata))
+        .route("/v2/health/live", web::get().guard(guard::fn_guard(protocol_on)).to(live))
+        .route("/v2/health/ready", web::get().guard(guard::fn_guard(protocol_on)).to(ready))
         .service(
             web::resource(["/v2/models/{model}", "/v2/models/{model}/versions/{version}"])
+                .guard(guard::fn_guard(protocol_on))
                 .route(web::get().to(model_metadata))
                 .route(web::route().to(method_not_allowed)),
         )
         .service(
             web::resource(["/v2/models/{model}/ready", "/v2/models/{model}/versions/{version}/ready"])
+                .guard(guard::fn_guard(protocol_on))
                 .route(web::get().to(model_ready))
                 .route(web::route().to(method_not_allowed)),
         )
@@ -38,7 +42,18 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
             web::resource(["/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"])
                 .route(web::post().to(infer))
                 .route(web::route().to(method_not_allowed)),
+        )
+        .service(
+            web::resource(["/v2/models/{model}/explain", "/v2/models/{model}/versions/{version}/explain"])
+                .route(web::post().to(explain))
+                .route(web::route().to(method_not_allowed)),
         );
+}
+
+fn protocol_on(context: &guard::GuardContext) -> bool {
+    context
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.models.config().listeners.open_inference_protocol)
 }
 
 /// Any error, as OIP writes one: the status the error has everywhere else, body
@@ -112,6 +127,16 @@ async fn model_ready(target: web::Path<Target>, state: web::Data<AppState>) -> R
     let info = state.models.model_info(&target)?;
     let status = if info.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(json_response(status, &json!({ "name": info.name, "ready": info.ready })))
+}
+
+/// TorchServe's explanations ([`super::inference::explain`]), errors in OIP's shape.
+async fn explain(
+    request: HttpRequest,
+    target: web::Path<Target>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OipError> {
+    Ok(super::inference::explain(&request, &target, body, &state).await?)
 }
 
 async fn infer(
