@@ -209,12 +209,20 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
             ("OIP infer, binary tensor in and out", "/v2/models/mlp_bench/infer", &oip_binary, "application/octet-stream", &length),
             ("KServe v1 :predict, one instance", "/v1/models/mlp_bench:predict", &v1, "application/json", &[]),
         ];
+        let grpc_body = dir.path().join("oip.grpc");
+        std::fs::write(&grpc_body, grpc_infer_body("mlp_bench", &sample)).unwrap();
         for &clients in &concurrencies {
             for (label, path, body, content_type, headers) in doors {
                 let run = wrk_with(&server.url(path), body, content_type, headers, clients, seconds);
                 run.print("MLP, KServe/OIP", label, clients, ceiling.map(|c| run.requests_per_second / c));
             }
+            let url = format!("http://{}/inference.GRPCInferenceService/ModelInfer", server.grpc_address());
+            let run = h2load(&url, &grpc_body, clients, seconds);
+            run.print("MLP, KServe/OIP", "OIP gRPC ModelInfer, raw tensor (h2load)", clients, ceiling.map(|c| run.requests_per_second / c));
         }
+        let log = std::fs::read_to_string(server.dir().join("logs/access_log.log")).unwrap_or_default();
+        let failed = log.lines().filter(|l| l.contains("\"gRPC ") && !l.contains("HTTP/2.0\" 0 ")).count();
+        assert_eq!(failed, 0, "gRPC calls that did not end OK: the gRPC rows are not valid");
     }
     if wanted("first") {
         first_request("MLP", "mlp_bench.mar", "/predictions/mlp_bench", &std::fs::read(&mlp_body).unwrap());
@@ -353,6 +361,75 @@ fn inference_key(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("key_file.json")).expect("key_file.json");
     let keys: serde_json::Value = serde_json::from_str(&text).expect("key file JSON");
     keys["inference"]["key"].as_str().expect("inference key").to_string()
+}
+
+/// One framed gRPC message (flag, length, bytes) of an OIP ModelInfer of one FP32 row, raw.
+fn grpc_infer_body(model: &str, sample: &[f32]) -> Vec<u8> {
+    use prost::Message;
+    use tserve::grpc::proto::{model_infer_request::InferInputTensor, ModelInferRequest};
+    let request = ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, sample.len() as i64],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![sample.iter().flat_map(|v| v.to_le_bytes()).collect()],
+        ..Default::default()
+    };
+    let message = request.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend((message.len() as u32).to_be_bytes());
+    framed.extend(message);
+    framed
+}
+
+/// Runs h2load (nghttp2's HTTP/2 load generator, the wrk of gRPC) against a gRPC method with
+/// `clients` connections of one stream each, after a 2 s warm-up; percentiles come from its
+/// per-request log.
+fn h2load(url: &str, body: &Path, clients: usize, seconds: u64) -> WrkRun {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let run = |seconds: u64| {
+        let output = Command::new("h2load")
+            .args(["-t", &clients.clamp(1, 2).to_string(), "-c", &clients.to_string(), "-m", "1"])
+            .args(["-D", &seconds.to_string(), "-d"])
+            .arg(body)
+            .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file"])
+            .arg(log.path())
+            .arg(url)
+            .output()
+            .expect("run h2load (apt-get install nghttp2-client)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(2);
+    let output = run(seconds);
+    // "requests: 1000 total, 1000 started, 1000 done, 998 succeeded, 2 failed, 2 errored, 0 timeout"
+    let requests = output.lines().find_map(|l| l.trim().strip_prefix("requests: ")).unwrap_or_default();
+    let errors: u64 = requests
+        .split(", ")
+        .filter_map(|part| part.split_once(' '))
+        .filter(|(_, what)| matches!(*what, "failed" | "errored" | "timeout"))
+        .filter_map(|(n, _)| n.parse::<u64>().ok())
+        .sum();
+    // "finished in 10.00s, 23456.70 req/s, ..."
+    let rate = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("finished in ")?.split(", ").nth(1)?.strip_suffix(" req/s")?.parse().ok())
+        .unwrap_or(f64::NAN);
+    let mut micros: Vec<u64> = std::fs::read_to_string(log.path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.parse().ok())
+        .collect();
+    micros.sort_unstable();
+    let percentile = |p: f64| micros.get(((micros.len() as f64 * p) as usize).min(micros.len().saturating_sub(1))).map_or(f64::NAN, |&us| us as f64 / 1e3);
+    WrkRun {
+        requests_per_second: rate,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        errors,
+    }
 }
 
 /// Runs wrk against `url` with `body` POSTed, after a 2 s warm-up.

@@ -23,7 +23,7 @@ pub mod cli;
 mod config;
 mod error;
 pub mod handlers;
-mod grpc;
+pub mod grpc;
 mod http;
 pub mod launcher;
 pub mod logging;

@@ -19,7 +19,8 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::auth::Tokens;
 use crate::service::Models;
 
-/// The Rust code prost and tonic generate from `proto/kserve/grpc_predict_v2.proto`.
+/// The Rust code prost and tonic generate from `proto/kserve/grpc_predict_v2.proto` (public
+/// for the benchmark, which encodes its requests with it).
 #[allow(clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("inference");
@@ -43,7 +44,7 @@ impl GrpcListener {
 
 /// Binds the gRPC inference listener and starts serving on a runtime of its own (as many
 /// threads as each HTTP listener has), so gRPC calls never wait behind the actors' thread.
-pub fn bind(models: &Models, tokens: Option<Arc<Tokens>>) -> Result<GrpcListener, String> {
+pub(crate) fn bind(models: &Models, tokens: Option<Arc<Tokens>>) -> Result<GrpcListener, String> {
     let config = models.config();
     let listen = &config.listeners.grpc_inference;
     let cannot_listen = |e: std::io::Error| format!("cannot listen for gRPC on {}:{}: {e}", listen.host, listen.port);
