@@ -15,7 +15,12 @@ fn main() {
 /// The gRPC services tserve serves, generated with the protoc that `protoc-bin-vendored` carries
 /// (so no system protobuf compiler is needed); servers only, the tests' clients are Python's.
 fn compile_protos() {
-    const PROTOS: [&str; 1] = ["proto/kserve/grpc_predict_v2.proto"];
+    const PROTOS: [&str; 3] = [
+        "proto/kserve/grpc_predict_v2.proto",
+        "proto/torchserve/inference.proto",
+        "proto/torchserve/management.proto",
+    ];
+    println!("cargo:rerun-if-changed=proto/google/rpc/status.proto");
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
@@ -26,7 +31,10 @@ fn compile_protos() {
             Err(e) => println!("cargo:warning=no vendored protoc for this platform ({e}); set PROTOC"),
         }
     }
-    if let Err(e) = tonic_prost_build::configure().build_client(false).compile_protos(&PROTOS, &["proto"]) {
+    // The well-known types (`google/protobuf/empty.proto`, ...) come with the vendored protoc.
+    let well_known = protoc_bin_vendored::include_path().map(|p| p.display().to_string()).unwrap_or_default();
+    let includes = ["proto", well_known.as_str()];
+    if let Err(e) = tonic_prost_build::configure().build_client(false).compile_protos(&PROTOS, &includes) {
         panic!("cannot compile the gRPC protos: {e}");
     }
 }

@@ -67,6 +67,35 @@ pub enum Body {
     Tensors(Vec<TensorData>),
 }
 
+impl Body {
+    /// The bytes a client gets, on every front door that answers with the handler's body
+    /// (REST `/predictions`, TorchServe's gRPC `Predictions`): JSON as TorchServe's handlers
+    /// write it, raw bytes as they are, output tensors as JSON by name, nested.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Body::Json(value) => Bytes::from(pretty_json(&value)),
+            Body::Raw(bytes) => bytes,
+            Body::Tensors(tensors) => {
+                let outputs: serde_json::Map<String, Value> = tensors
+                    .iter()
+                    .map(|t| (t.name.clone(), t.to_nested_json().unwrap_or_default()))
+                    .collect();
+                Bytes::from(pretty_json(&outputs))
+            }
+        }
+    }
+}
+
+/// JSON as `json.dumps(value, indent=2)` writes it, and a newline.
+pub fn pretty_json(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(128);
+    if serde_json::to_writer_pretty(&mut text, value).is_err() {
+        text = b"null".to_vec();
+    }
+    text.push(b'\n');
+    text
+}
+
 /// A backend's answer to one request.
 #[derive(Debug, Clone)]
 pub struct Prediction {

@@ -119,8 +119,15 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
         let listener = crate::http::bind_api(&models, api, tokens.clone()).map_err(anyhow::Error::msg)?;
         listeners.push((api, listener));
     }
-    let grpc = crate::grpc::bind(&models, tokens.clone()).map_err(anyhow::Error::msg)?;
-    let grpc_line = format!("gRPC Inference API bound to {}://{}", grpc.scheme, grpc.address);
+    // gRPC, as TorchServe: inference and management listeners beside the REST ones.
+    let grpc = [
+        ("Inference", crate::grpc::bind_inference(&models, tokens.clone()).map_err(anyhow::Error::msg)?),
+        ("Management", crate::grpc::bind_management(&models, tokens.clone()).map_err(anyhow::Error::msg)?),
+    ];
+    let grpc_lines: Vec<String> = grpc
+        .iter()
+        .map(|(name, listener)| format!("gRPC {name} API bound to {}://{}", listener.scheme, listener.address))
+        .collect();
     let (grpc_stop, grpc_stopped) = tokio::sync::oneshot::channel();
     let handles: Vec<_> = listeners.iter().map(|(_, listener)| listener.server.handle()).collect();
     actix::spawn(async move {
@@ -131,13 +138,13 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
         // Graceful: stop accepting, let requests in flight finish (up to the shutdown timeout).
         let http = futures_util::future::join_all(handles.iter().map(|handle| handle.stop(true)));
         // gRPC calls in flight get as long as actix gives HTTP requests (its 30 s default).
-        let grpc = async {
-            tokio::time::timeout(std::time::Duration::from_secs(30), grpc.stop())
+        let grpc = futures_util::future::join_all(grpc.into_iter().map(|(_, listener)| async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), listener.stop())
                 .await
                 .unwrap_or(Err("gRPC calls were still running 30 s after the stop".into()))
-        };
+        }));
         let (_, grpc) = futures_util::future::join(http, grpc).await;
-        let _ = grpc_stop.send(grpc);
+        let _ = grpc_stop.send(grpc.into_iter().collect::<Result<Vec<()>, String>>());
     });
     // On stdout, whatever the log level: scripts and tests read the bound ports from it.
     for (api, listener) in &listeners {
@@ -153,7 +160,9 @@ async fn serve(config: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<()>
             }
         }
     }
-    println!("{grpc_line}");
+    for line in &grpc_lines {
+        println!("{line}");
+    }
     models.snapshot(SnapshotKind::Startup).await?;
 
     let served = futures_util::future::join_all(listeners.into_iter().map(|(_, listener)| listener.server)).await;

@@ -27,9 +27,13 @@ pub struct Listeners {
     /// The gRPC inference listener: `grpc_inference_address` (a bare host) and
     /// `grpc_inference_port` (default 7070); TLS with `enable_grpc_ssl`.
     pub grpc_inference: ListenAddress,
+    /// The gRPC management listener: `grpc_management_address` and `grpc_management_port`
+    /// (default 7071); TLS with `enable_grpc_ssl`.
+    pub grpc_management: ListenAddress,
     /// `grpc_inference_max_connection_age_ms` and `..._grace_ms`: unset, connections live on.
-    pub grpc_max_connection_age: Option<Duration>,
-    pub grpc_max_connection_age_grace: Option<Duration>,
+    pub grpc_inference_age: ConnectionAge,
+    /// `grpc_management_max_connection_age_ms` and `..._grace_ms`.
+    pub grpc_management_age: ConnectionAge,
     /// Whether the Open Inference Protocol's own routes are served (`/v2`, health, metadata, and
     /// `inference.GRPCInferenceService`). TorchServe's switch, with tserve's default: on unless
     /// `ts_open_inference_protocol` is written other than `true`/`oip` (or the environment's
@@ -52,20 +56,42 @@ impl Listeners {
             },
             max_request_size: props.parse("max_request_size")?.unwrap_or(6_553_500),
             request_read_timeout: props.seconds("request_read_timeout", 60)?,
-            grpc_inference: ListenAddress {
-                tls: props.boolean("enable_grpc_ssl"),
-                ..ListenAddress::new(
-                    &props.string("grpc_inference_address").unwrap_or_else(|| "127.0.0.1".into()),
-                    props.parse("grpc_inference_port")?.unwrap_or(7070),
-                )
-            },
-            grpc_max_connection_age: props.parse("grpc_inference_max_connection_age_ms")?.map(Duration::from_millis),
-            grpc_max_connection_age_grace: props
-                .parse("grpc_inference_max_connection_age_grace_ms")?
-                .map(Duration::from_millis),
+            grpc_inference: grpc_address(props, "inference", 7070)?,
+            grpc_management: grpc_address(props, "management", 7071)?,
+            grpc_inference_age: ConnectionAge::read(props, "inference")?,
+            grpc_management_age: ConnectionAge::read(props, "management")?,
             open_inference_protocol: props
                 .string("ts_open_inference_protocol")
                 .is_none_or(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "oip")),
+        })
+    }
+}
+
+/// A gRPC listener's `grpc_<api>_address` (a bare host, default 127.0.0.1) and
+/// `grpc_<api>_port`, with TLS when `enable_grpc_ssl=true`.
+fn grpc_address(props: &Properties, api: &str, default_port: u16) -> Result<ListenAddress, ConfigError> {
+    let host = props.string(&format!("grpc_{api}_address")).unwrap_or_else(|| "127.0.0.1".into());
+    let port = props.parse(&format!("grpc_{api}_port"))?.unwrap_or(default_port);
+    Ok(ListenAddress {
+        tls: props.boolean("enable_grpc_ssl"),
+        ..ListenAddress::new(&host, port)
+    })
+}
+
+/// How long a gRPC connection may live, and the grace its calls then get
+/// (`grpc_<api>_max_connection_age_ms`, `..._grace_ms`); unset, connections live on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionAge {
+    pub max: Option<Duration>,
+    pub grace: Option<Duration>,
+}
+
+impl ConnectionAge {
+    fn read(props: &Properties, api: &str) -> Result<Self, ConfigError> {
+        let millis = |key: String| -> Result<Option<Duration>, ConfigError> { Ok(props.parse(&key)?.map(Duration::from_millis)) };
+        Ok(Self {
+            max: millis(format!("grpc_{api}_max_connection_age_ms"))?,
+            grace: millis(format!("grpc_{api}_max_connection_age_grace_ms"))?,
         })
     }
 }

@@ -101,6 +101,10 @@ pub const KEYS: &[Key] = &[
     read("grpc_inference_port"),
     read("grpc_inference_max_connection_age_ms"),
     read("grpc_inference_max_connection_age_grace_ms"),
+    read("grpc_management_address"),
+    read("grpc_management_port"),
+    read("grpc_management_max_connection_age_ms"),
+    read("grpc_management_max_connection_age_grace_ms"),
     read("enable_grpc_ssl"),
     Key { from_env: FromEnv::Always, ..read("ts_open_inference_protocol") },
     // Security.
@@ -127,10 +131,6 @@ pub const KEYS: &[Key] = &[
     read("tsConfigFile"),
     read("version"),
     // TorchServe keys not in effect yet.
-    no_effect("grpc_management_address"),
-    no_effect("grpc_management_port"),
-    no_effect("grpc_management_max_connection_age_ms"),
-    no_effect("grpc_management_max_connection_age_grace_ms"),
     no_effect("netty_client_threads"),
     no_effect("workflow_store"),
     no_effect("max_response_size"),
@@ -197,10 +197,10 @@ mod tests {
 
     #[test]
     fn notices_name_what_is_not_read() {
-        let keys = ["job_queue_size", "grpc_management_port", "job_queue_sise"].map(String::from);
+        let keys = ["job_queue_size", "workflow_store", "job_queue_sise"].map(String::from);
         assert_eq!(
             notices(&keys),
-            vec![Notice::NotInEffect("grpc_management_port".into()), Notice::Unknown("job_queue_sise".into())]
+            vec![Notice::NotInEffect("workflow_store".into()), Notice::Unknown("job_queue_sise".into())]
         );
     }
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use address::ListenAddress;
 pub use groups::{
-    ArchiveLimits, Cors, Listeners, MetricsMode, ModelDefaults, ModelEntry, Monitoring, PythonBackend,
+    ArchiveLimits, ConnectionAge, Cors, Listeners, MetricsMode, ModelDefaults, ModelEntry, Monitoring, PythonBackend,
     Security, TlsSettings,
 };
 
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn snapshots_never_carry_secrets_and_notices_name_what_is_not_read() {
         let config = Config::from_properties(
-            &props(&[("keystore_pass", "hunter2"), ("job_queue_size", "7"), ("grpc_management_port", "7071"), ("typo_key", "1")]),
+            &props(&[("keystore_pass", "hunter2"), ("job_queue_size", "7"), ("workflow_store", "wf"), ("typo_key", "1")]),
             0,
         )
         .unwrap();
@@ -280,7 +280,7 @@ mod tests {
         assert!(!snapshot.contains_key("keystore_pass"));
         assert_eq!(
             config.notices,
-            vec![Notice::NotInEffect("grpc_management_port".into()), Notice::NotInEffect("keystore_pass".into()), Notice::Unknown("typo_key".into())]
+            vec![Notice::NotInEffect("keystore_pass".into()), Notice::Unknown("typo_key".into()), Notice::NotInEffect("workflow_store".into())]
         );
     }
 

@@ -1,5 +1,6 @@
-//! What every gRPC call gets, as every REST request does: the inference token (metadata
-//! `authorization: Bearer <key>`), one access-log line when it ends (TorchServe's gRPC form,
+//! What every gRPC call gets, as every REST request does: its listener's token (metadata
+//! `authorization: Bearer <key>`: the inference key on the inference port, the management key on
+//! the management port), one access-log line when it ends (TorchServe's gRPC form,
 //! `/ip:port "gRPC <method> HTTP/2.0" <code> <ms>`), and a count in `Requests2XX`/`4XX`/`5XX` by
 //! the HTTP status its outcome has on REST. Errors become gRPC statuses through the crate's one
 //! code table.
@@ -13,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{TokenKind, Tokens};
 use crate::error::{grpc_code, ErrorCode};
 use crate::logging::ACCESS_LOG;
-use crate::service::{Models, ServiceError};
+use crate::service::{Models, ServiceError, Target};
 
 /// Why a call failed: the status a REST client would have had (for the counts), and the gRPC
 /// status the client gets.
@@ -27,6 +28,11 @@ impl CallError {
     /// A malformed request: INVALID_ARGUMENT, as REST's 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::from_status(400, message.into())
+    }
+
+    /// A gRPC status of its own (for the counts, `http_status` is what REST would answer).
+    pub fn status(http_status: u16, status: Status) -> Self {
+        Self { http_status, status }
     }
 
     fn from_status(http_status: u16, message: String) -> Self {
@@ -54,16 +60,30 @@ impl From<ServiceError> for CallError {
     }
 }
 
+/// The model and version a request names; an empty name is a bad request (naming the field
+/// that should have held it), an empty version the default one.
+pub fn target(name: &str, version: &str, field: &str) -> Result<Target, CallError> {
+    if name.is_empty() {
+        return Err(CallError::bad_request(format!("Parameter {field} is required.")));
+    }
+    Ok(Target {
+        model: name.to_string(),
+        version: (!version.is_empty()).then(|| version.to_string()),
+    })
+}
+
 /// The model service, and what each call passes through before it reaches it.
 #[derive(Clone)]
 pub struct FrontDoor {
     pub models: Models,
     tokens: Option<Arc<Tokens>>,
+    kind: TokenKind,
 }
 
 impl FrontDoor {
-    pub fn new(models: Models, tokens: Option<Arc<Tokens>>) -> Self {
-        Self { models, tokens }
+    /// A door that wants the `kind` key (when token authorization is on).
+    pub fn new(models: Models, tokens: Option<Arc<Tokens>>, kind: TokenKind) -> Self {
+        Self { models, tokens, kind }
     }
 
     /// Runs `handler` on the request's message once its token is checked, then logs and counts
@@ -83,7 +103,7 @@ impl FrontDoor {
             None => true,
             Some(tokens) => {
                 let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-                tokens.check(TokenKind::Inference, header)
+                tokens.check(self.kind, header)
             }
         };
         let outcome = match authorized {

@@ -1,22 +1,28 @@
-//! The gRPC inference listener (`grpc_inference_address:grpc_inference_port`, default
-//! 127.0.0.1:7070, TLS with `enable_grpc_ssl`): a tonic HTTP/2 server on a tokio runtime of its
-//! own, serving the Open Inference Protocol's `inference.GRPCInferenceService` (the standard
-//! package, so `tritonclient.grpc` and KServe's clients work) when the protocol is on. Each
-//! service is a front door over the model service; every call passes [`call::FrontDoor`] for
-//! the token, the access log and the response counts REST requests get.
+//! The gRPC listeners, as TorchServe has them: inference (`grpc_inference_address:
+//! grpc_inference_port`, default 127.0.0.1:7070) with TorchServe's `InferenceAPIsService` and,
+//! when the protocol is on, the Open Inference Protocol's `inference.GRPCInferenceService` (the
+//! standard package, so `tritonclient.grpc` and KServe's clients work); management
+//! (`grpc_management_*`, default 127.0.0.1:7071) with `ManagementAPIsService`. TLS with
+//! `enable_grpc_ssl`. Each runs tonic's HTTP/2 server on a tokio runtime of its own. Each service
+//! is a front door over the model service; every call passes [`call::FrontDoor`] for the token,
+//! the access log and the response counts REST requests get.
 
 mod call;
 mod contents;
+mod management;
 mod oip;
+mod torchserve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::auth::Tokens;
+use crate::auth::{TokenKind, Tokens};
+use crate::config::{ConnectionAge, ListenAddress};
 use crate::service::Models;
 
 /// The Rust code prost and tonic generate from `proto/kserve/grpc_predict_v2.proto` (public
@@ -24,6 +30,32 @@ use crate::service::Models;
 #[allow(clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("inference");
+}
+
+/// `google.rpc.Status`, which TorchServe's `PredictionResponse` carries.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod google {
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
+    }
+}
+
+/// TorchServe's own services, in modules named after their packages (the generated code refers
+/// to `google.rpc` by a relative path).
+#[allow(clippy::all, clippy::pedantic)]
+pub mod org {
+    pub mod pytorch {
+        pub mod serve {
+            pub mod grpc {
+                pub mod inference {
+                    tonic::include_proto!("org.pytorch.serve.grpc.inference");
+                }
+                pub mod management {
+                    tonic::include_proto!("org.pytorch.serve.grpc.management");
+                }
+            }
+        }
+    }
 }
 
 /// A bound gRPC listener, serving until [`GrpcListener::stop`].
@@ -42,40 +74,46 @@ impl GrpcListener {
     }
 }
 
-/// Binds the gRPC inference listener and starts serving on a runtime of its own (as many
-/// threads as each HTTP listener has), so gRPC calls never wait behind the actors' thread.
-pub(crate) fn bind(models: &Models, tokens: Option<Arc<Tokens>>) -> Result<GrpcListener, String> {
-    let config = models.config();
-    let listen = &config.listeners.grpc_inference;
+/// Binds the inference listener: TorchServe's inference service, and OIP's while it is on.
+pub(crate) fn bind_inference(models: &Models, tokens: Option<Arc<Tokens>>) -> Result<GrpcListener, String> {
+    let listeners = &models.config().listeners;
+    let max_request_size = listeners.max_request_size;
+    let door = call::FrontDoor::new(models.clone(), tokens, TokenKind::Inference);
+    let mut routes = Routes::new(torchserve::server(door.clone(), max_request_size));
+    if listeners.open_inference_protocol {
+        routes = routes.add_service(oip::server(door, max_request_size));
+    }
+    bind(models, &listeners.grpc_inference, listeners.grpc_inference_age, routes)
+}
+
+/// Binds the management listener.
+pub(crate) fn bind_management(models: &Models, tokens: Option<Arc<Tokens>>) -> Result<GrpcListener, String> {
+    let listeners = &models.config().listeners;
+    let door = call::FrontDoor::new(models.clone(), tokens, TokenKind::Management);
+    let routes = Routes::new(management::server(door, listeners.max_request_size));
+    bind(models, &listeners.grpc_management, listeners.grpc_management_age, routes)
+}
+
+/// Binds `listen` and starts serving `routes` on a runtime of its own (as many threads as each
+/// HTTP listener has), so gRPC calls never wait behind the actors' thread.
+fn bind(models: &Models, listen: &ListenAddress, age: ConnectionAge, routes: Routes) -> Result<GrpcListener, String> {
     let cannot_listen = |e: std::io::Error| format!("cannot listen for gRPC on {}:{}: {e}", listen.host, listen.port);
     let listener = std::net::TcpListener::bind((listen.host.as_str(), listen.port)).map_err(cannot_listen)?;
     listener.set_nonblocking(true).map_err(cannot_listen)?;
     let address = listener.local_addr().map_err(cannot_listen)?;
-    let tls = match listen.tls {
-        true => Some(tls_config(models)?),
-        false => None,
-    };
-    let max_request_size = config.listeners.max_request_size;
-    let door = call::FrontDoor::new(models.clone(), tokens);
-    let oip = config.listeners.open_inference_protocol.then(|| {
-        proto::grpc_inference_service_server::GrpcInferenceServiceServer::new(oip::OpenInference::new(door))
-            .max_decoding_message_size(max_request_size)
-            .max_encoding_message_size(usize::MAX)
-    });
     let mut server = Server::builder();
-    if let Some(age) = config.listeners.grpc_max_connection_age {
-        server = server.max_connection_age(age);
+    if let Some(max) = age.max {
+        server = server.max_connection_age(max);
     }
-    if let Some(grace) = config.listeners.grpc_max_connection_age_grace {
+    if let Some(grace) = age.grace {
         server = server.max_connection_age_grace(grace);
     }
-    if let Some(tls) = tls {
-        server = server.tls_config(tls).map_err(|e| format!("gRPC TLS: {e}"))?;
+    if listen.tls {
+        server = server.tls_config(tls_config(models)?).map_err(|e| format!("gRPC TLS: {e}"))?;
     }
-    // With the protocol off nothing is routed: every call answers UNIMPLEMENTED, as TorchServe's.
-    let router = server.add_optional_service(oip);
+    let router = server.add_routes(routes);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.listeners.http_threads)
+        .worker_threads(models.config().listeners.http_threads)
         .thread_name("grpc")
         .enable_all()
         .build()

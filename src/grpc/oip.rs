@@ -8,9 +8,9 @@
 use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
 
-use super::call::{CallError, FrontDoor};
+use super::call::{target, CallError, FrontDoor};
 use super::contents::{from_contents, to_contents, to_raw};
-use super::proto::grpc_inference_service_server::GrpcInferenceService;
+use super::proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::model_metadata_response::TensorMetadata;
 use super::proto::*;
@@ -24,22 +24,11 @@ pub struct OpenInference {
     door: FrontDoor,
 }
 
-impl OpenInference {
-    pub fn new(door: FrontDoor) -> Self {
-        Self { door }
-    }
-}
-
-/// The model and version a request names; an empty name is a bad request, an empty version
-/// the default one.
-fn target(name: &str, version: &str, field: &str) -> Result<Target, CallError> {
-    if name.is_empty() {
-        return Err(CallError::bad_request(format!("Parameter {field} is required.")));
-    }
-    Ok(Target {
-        model: name.to_string(),
-        version: (!version.is_empty()).then(|| version.to_string()),
-    })
+/// The service, taking messages up to `max_request_size`.
+pub fn server(door: FrontDoor, max_request_size: usize) -> GrpcInferenceServiceServer<OpenInference> {
+    GrpcInferenceServiceServer::new(OpenInference { door })
+        .max_decoding_message_size(max_request_size)
+        .max_encoding_message_size(usize::MAX)
 }
 
 #[tonic::async_trait]

@@ -84,14 +84,7 @@ struct ErrorBody {
 }
 
 /// JSON as TorchServe writes it: two-space indent, newline at the end.
-pub fn pretty_json(value: &impl Serialize) -> Vec<u8> {
-    let mut text = Vec::with_capacity(128);
-    if serde_json::to_writer_pretty(&mut text, value).is_err() {
-        text = b"null".to_vec();
-    }
-    text.push(b'\n');
-    text
-}
+pub use crate::request::pretty_json;
 
 /// The answer for any path no route matches.
 pub async fn resource_not_found() -> Result<HttpResponse, ApiError> {

@@ -143,16 +143,5 @@ pub(super) fn respond(prediction: Prediction, request_id: &str) -> HttpResponse 
     if let Some(content_type) = prediction.content_type.as_deref().or(default_type) {
         response.content_type(content_type);
     }
-    match prediction.body {
-        Body::Json(value) => response.body(pretty_json(&value)),
-        Body::Raw(bytes) => response.body(bytes),
-        // Only typed requests get tensors back; as JSON, each output by name, nested.
-        Body::Tensors(tensors) => {
-            let outputs: serde_json::Map<String, serde_json::Value> = tensors
-                .iter()
-                .map(|t| (t.name.clone(), t.to_nested_json().unwrap_or_default()))
-                .collect();
-            response.body(pretty_json(&outputs))
-        }
-    }
+    response.body(prediction.body.into_bytes())
 }

@@ -5,6 +5,7 @@
 
 mod describe;
 mod error;
+pub mod messages;
 mod metadata;
 mod python;
 mod register;

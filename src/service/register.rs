@@ -37,6 +37,24 @@ pub struct RegisterRequest {
     pub snapshot: bool,
 }
 
+impl RegisterRequest {
+    /// A registration asked for through a management API (REST or gRPC), not at start-up: a
+    /// snapshot follows it.
+    pub fn from_api(url: String, overrides: Overrides, synchronous: bool) -> Self {
+        Self {
+            url,
+            name: None,
+            handler: None,
+            runtime: None,
+            overrides,
+            synchronous,
+            at_startup: false,
+            make_default: false,
+            snapshot: true,
+        }
+    }
+}
+
 /// What a registration did.
 #[derive(Debug)]
 pub enum Registered {

@@ -49,7 +49,7 @@ pub struct TestServer {
 /// Token authorization is off, as in TorchServe's own test suites; the tests of tokens turn
 /// it back on.
 pub const FREE_PORTS: &str = "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
-     metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ndisable_token_authorization=true\n";
+     metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\ndisable_token_authorization=true\n";
 
 impl TestServer {
     /// Serves the fixture archives `models` with one worker each, plus `config` lines.

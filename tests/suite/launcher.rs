@@ -48,7 +48,7 @@ fn start_in_background_then_stop() {
     std::fs::copy(fixture("mlp.mar"), store.join("mlp.mar")).unwrap();
     std::fs::write(
         dir.path().join("config.properties"),
-        "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ndisable_token_authorization=true\ndefault_workers_per_model=1\n",
+        "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\ndisable_token_authorization=true\ndefault_workers_per_model=1\n",
     )
     .unwrap();
 
@@ -98,7 +98,7 @@ fn flags_and_keys_without_effect_are_named_at_start_up() {
     std::fs::create_dir(dir.path().join("wf")).unwrap();
     std::fs::write(
         dir.path().join("config.properties"),
-        format!("{}grpc_inference_port=7070\njob_queue_sise=5\nkeystore_pass=changeit\n", crate::helpers::FREE_PORTS),
+        format!("{}netty_client_threads=4\njob_queue_sise=5\nkeystore_pass=changeit\n", crate::helpers::FREE_PORTS),
     )
     .unwrap();
     let args: Vec<String> = [
@@ -110,7 +110,7 @@ fn flags_and_keys_without_effect_are_named_at_start_up() {
     let server = crate::helpers::TestServer::spawn_in(dir.path(), &args).unwrap_or_else(|(_, output)| panic!("{output}"));
     let output = server.output_when(|o| o.contains("without effect in tserve") && o.contains("job_queue_sise"));
     assert!(output.contains("accepted for compatibility, without effect in tserve: --workflow-store, --plugins-path"), "{output}");
-    assert!(output.contains("config key grpc_inference_port is a TorchServe setting tserve does not apply yet"), "{output}");
+    assert!(output.contains("config key netty_client_threads is a TorchServe setting tserve does not apply yet"), "{output}");
     assert!(output.contains("unknown config key job_queue_sise; ignored"), "{output}");
     assert_eq!(Reply::from(ureq::get(&format!("{}/ping", server.base_url)).call()).status, 200);
     // The start-up snapshot (written just after the listeners bind) carries the config, but

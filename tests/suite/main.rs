@@ -6,6 +6,7 @@
 mod actors;
 mod archiver;
 mod helpers;
+mod grpc;
 mod hostile;
 mod kserve;
 mod launcher;

@@ -193,7 +193,7 @@ fn a_job_whose_client_disconnected_is_not_run_on_https_either() {
     std::fs::write(dir.path().join("cert.pem"), &certificate).unwrap();
     std::fs::write(dir.path().join("key.pem"), &key).unwrap();
     let config = "inference_address=https://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
-                  metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ndisable_token_authorization=true\n\
+                  metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\ndisable_token_authorization=true\n\
                   private_key_file=key.pem\ncertificate_file=cert.pem\ndefault_workers_per_model=1\n";
     std::fs::write(dir.path().join("config.properties"), config).unwrap();
     let args: Vec<String> = "--foreground --ncs --ts-config config.properties --model-store model_store --models sleepy.mar"

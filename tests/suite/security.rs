@@ -13,7 +13,7 @@ use crate::helpers::{fixture, mlp_cases, Reply, TestServer};
 
 /// Free ports, with token authorization left on (its default).
 const PORTS_WITH_TOKENS: &str =
-    "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\n";
+    "inference_address=http://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\nmetrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\n";
 
 /// A model store with `archives`, a config.properties, and the folder they are in.
 fn prepare(archives: &[&str], config: &str) -> tempfile::TempDir {
@@ -168,7 +168,7 @@ fn bound_port(server: &TestServer, api: &str) -> u16 {
 fn every_listener_serves_tls_with_the_configured_certificate() {
     let (cert, key) = certificate();
     let config = "inference_address=https://127.0.0.1:0\nmanagement_address=https://127.0.0.1:0\n\
-                  metrics_address=https://127.0.0.1:0\ngrpc_inference_port=0\ndisable_token_authorization=true\n\
+                  metrics_address=https://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\ndisable_token_authorization=true\n\
                   private_key_file=key.pem\ncertificate_file=cert.pem\ndefault_workers_per_model=1\n";
     let dir = prepare(&["mlp.mar"], config);
     std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
@@ -237,7 +237,7 @@ fn equal_addresses_serve_both_apis_on_one_listener() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
         "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:{port}\n\
-         metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ndisable_token_authorization=true\ndefault_workers_per_model=1\n"
+         metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\ndisable_token_authorization=true\ndefault_workers_per_model=1\n"
     );
     let dir = prepare(&["mlp.mar"], &config);
     let server = TestServer::spawn_in(dir.path(), &args("mlp.mar")).unwrap();
@@ -253,7 +253,7 @@ fn on_one_listener_each_path_needs_its_own_apis_key_however_it_is_spelled() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
         "inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:{port}\n\
-         metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ndefault_workers_per_model=1\nenable_model_api=true\n"
+         metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\ndefault_workers_per_model=1\nenable_model_api=true\n"
     );
     let dir = prepare(&["mlp.mar"], &config);
     let server = TestServer::spawn_in(dir.path(), &args("mlp.mar")).unwrap();

@@ -2,37 +2,18 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::params::{ListParams, Params};
 use super::{json_response, status};
 use crate::service::VersionSelector;
 use crate::http::{ApiError, AppState};
-use crate::service::Target;
+use crate::service::{messages, Target};
 
 /// Every model's default version, a page at a time.
 pub async fn list(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let ListParams { limit, start } = ListParams::parse(&Params::from_query(&request));
-    let models = state.models.list();
-    let start = start.min(models.len());
-    let mut end = start.saturating_add(limit);
-    // As TorchServe: a token is given whenever the page did not run past the end.
-    let next_page_token = if end > models.len() {
-        end = models.len();
-        None
-    } else {
-        Some(end.to_string())
-    };
-    let page: Vec<Value> = models[start..end]
-        .iter()
-        .map(|model| json!({ "modelName": model.name, "modelUrl": model.url }))
-        .collect();
-    let mut body = serde_json::Map::new();
-    if let Some(token) = next_page_token {
-        body.insert("nextPageToken".into(), Value::String(token));
-    }
-    body.insert("models".into(), Value::Array(page));
-    json_response(&body)
+    json_response(&messages::model_page(&state.models.list(), limit, start))
 }
 
 pub async fn describe(path: web::Path<Target>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -50,16 +31,13 @@ pub async fn unregister(path: web::Path<Target>, state: web::Data<AppState>) -> 
     }
     let target = path.into_inner();
     state.models.unregister(&target).await?;
-    Ok(status(StatusCode::OK, format!("Model \"{}\" unregistered", target.model)))
+    Ok(status(StatusCode::OK, messages::unregistered(&target.model)))
 }
 
 pub async fn set_default(path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (model, version) = path.into_inner();
     state.models.set_default(&model, &version).await?;
-    Ok(status(
-        StatusCode::OK,
-        format!("Default version successfully updated for model \"{model}\" to \"{version}\""),
-    ))
+    Ok(status(StatusCode::OK, messages::default_set(&model, &version)))
 }
 
 /// `GET /v1/models/{model}`: `{"name", "ready"}`, ready when the default version has a worker.

@@ -110,23 +110,19 @@ impl RegisterParams {
 
     /// The service's request; `configured_workers` is `default_workers_per_model` as written.
     pub fn into_request(self, configured_workers: usize) -> RegisterRequest {
+        let overrides = Overrides {
+            initial_workers: Some(self.initial_workers.unwrap_or(configured_workers)),
+            workers: None,
+            batch_size: self.batch_size,
+            max_batch_delay: self.max_batch_delay,
+            response_timeout: self.response_timeout,
+            startup_timeout: self.startup_timeout,
+        };
         RegisterRequest {
-            url: self.url,
             name: self.model_name,
             handler: self.handler,
             runtime: self.runtime,
-            overrides: Overrides {
-                initial_workers: Some(self.initial_workers.unwrap_or(configured_workers)),
-                workers: None,
-                batch_size: self.batch_size,
-                max_batch_delay: self.max_batch_delay,
-                response_timeout: self.response_timeout,
-                startup_timeout: self.startup_timeout,
-            },
-            synchronous: self.synchronous,
-            at_startup: false,
-            make_default: false,
-            snapshot: true,
+            ..RegisterRequest::from_api(self.url, overrides, self.synchronous)
         }
     }
 }

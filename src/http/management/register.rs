@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::params::{Params, RegisterParams};
 use super::status;
 use crate::http::{payload, ApiError, AppState};
-use crate::service::Registered;
+use crate::service::{messages, Registered};
 
 pub async fn register(
     request: HttpRequest,
@@ -28,20 +28,10 @@ pub async fn register(
     };
     let params = RegisterParams::parse(&params)?;
     let configured_workers = state.models.config().models.configured_workers;
-    Ok(match state.models.register(params.into_request(configured_workers)).await? {
-        Registered::NoWorkers { name, version } => status(
-            StatusCode::OK,
-            format!(
-                "Model \"{name}\" Version: {version} registered with 0 initial workers. Use scale workers API to add workers for the model."
-            ),
-        ),
-        Registered::Loading(_) => status(StatusCode::ACCEPTED, "Processing worker updates..."),
-        Registered::Ready(registration) => status(
-            StatusCode::OK,
-            format!(
-                "Model \"{}\" Version: {} registered with {} initial workers",
-                registration.name, registration.version, registration.workers
-            ),
-        ),
-    })
+    let registered = state.models.register(params.into_request(configured_workers)).await?;
+    let code = match registered {
+        Registered::Loading(_) => StatusCode::ACCEPTED,
+        Registered::NoWorkers { .. } | Registered::Ready(_) => StatusCode::OK,
+    };
+    Ok(status(code, messages::registered(&registered)))
 }

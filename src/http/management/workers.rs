@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::params::{Params, ScaleParams};
 use super::status;
 use crate::http::{ApiError, AppState};
-use crate::service::{Scaled, Target};
+use crate::service::{messages, Scaled, Target};
 
 pub async fn scale(
     request: HttpRequest,
@@ -20,14 +20,9 @@ pub async fn scale(
         .models
         .scale(&target, params.min_worker, params.max_worker, params.synchronous)
         .await?;
-    Ok(match scaled {
-        Scaled::Accepted => status(StatusCode::ACCEPTED, "Processing worker updates..."),
-        Scaled::Done => {
-            let mut message = format!("Workers scaled to {} for model: {}", params.min_worker, target.model);
-            if let Some(version) = &target.version {
-                message.push_str(&format!(", version: {version}"));
-            }
-            status(StatusCode::OK, message)
-        }
-    })
+    let code = match scaled {
+        Scaled::Accepted => StatusCode::ACCEPTED,
+        Scaled::Done => StatusCode::OK,
+    };
+    Ok(status(code, messages::scaled(&scaled, params.min_worker, &target)))
 }
