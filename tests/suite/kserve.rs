@@ -198,6 +198,33 @@ fn explanations_from_captum_and_501_for_native_models() {
     assert_eq!(server.post("/explanations/nope", b"").status, 404);
 }
 
+/// Behind each envelope a Python handler answers byte for byte what TorchServe's own envelope
+/// makes of the same request (recorded by `make_models.py` running TorchServe's envelope
+/// classes, as its Python worker does), on every route that reaches it.
+#[test]
+fn envelope_answers_are_torchserves_byte_for_byte() {
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(crate::helpers::fixture("envelope_expected.json")).unwrap()).unwrap();
+    let body = |name: &str| serde_json::to_vec(&recorded["requests"][name]).unwrap();
+    let expected = |name: &str| recorded[name].as_str().unwrap().to_string();
+    let v2 = TestServer::start(&["py_envelope.mar"], "service_envelope=kservev2");
+    for (path, answer) in [("/v2/models/py_envelope/infer", "kservev2"), ("/v2/models/py_envelope/explain", "kservev2_explain")] {
+        let reply = v2.post(path, &body("kservev2"));
+        assert_eq!((reply.status, reply.body.clone()), (200, expected(answer)), "{path}");
+    }
+    drop(v2);
+    let v1 = TestServer::start(&["py_envelope.mar"], "service_envelope=kserve");
+    for (path, answer) in [
+        ("/v1/models/py_envelope:predict", "kserve"),
+        ("/v1/models/py_envelope:explain", "kserve_explain"),
+        ("/explanations/py_envelope", "kserve_explain"),
+        ("/predictions/py_envelope", "kserve"),
+    ] {
+        let reply = v1.post(path, &body("kserve"));
+        assert_eq!((reply.status, reply.body.clone()), (200, expected(answer)), "{path}");
+    }
+}
+
 /// Python handlers get OIP and v1 bodies wrapped by TorchServe's own envelope, chosen by
 /// `service_envelope`, and answer as TorchServe answers.
 #[test]
