@@ -211,6 +211,8 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         ];
         let grpc_body = dir.path().join("oip.grpc");
         std::fs::write(&grpc_body, grpc_infer_body("mlp_bench", &sample)).unwrap();
+        let torchserve_body = dir.path().join("predictions.grpc");
+        std::fs::write(&torchserve_body, grpc_predictions_body("mlp_bench", &std::fs::read(&mlp_body).unwrap())).unwrap();
         for &clients in &concurrencies {
             for (label, path, body, content_type, headers) in doors {
                 let run = wrk_with(&server.url(path), body, content_type, headers, clients, seconds);
@@ -219,6 +221,9 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
             let url = format!("http://{}/inference.GRPCInferenceService/ModelInfer", server.grpc_address());
             let run = h2load(&url, &grpc_body, clients, seconds);
             run.print("MLP, KServe/OIP", "OIP gRPC ModelInfer, raw tensor (h2load)", clients, ceiling.map(|c| run.requests_per_second / c));
+            let url = format!("http://{}/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions", server.grpc_address());
+            let run = h2load(&url, &torchserve_body, clients, seconds);
+            run.print("MLP, KServe/OIP", "TorchServe gRPC Predictions, JSON sample (h2load)", clients, ceiling.map(|c| run.requests_per_second / c));
         }
         let log = std::fs::read_to_string(server.dir().join("logs/access_log.log")).unwrap_or_default();
         let failed = log.lines().filter(|l| l.contains("\"gRPC ") && !l.contains("HTTP/2.0\" 0 ")).count();
@@ -378,7 +383,23 @@ fn grpc_infer_body(model: &str, sample: &[f32]) -> Vec<u8> {
         raw_input_contents: vec![sample.iter().flat_map(|v| v.to_le_bytes()).collect()],
         ..Default::default()
     };
-    let message = request.encode_to_vec();
+    grpc_frame(request.encode_to_vec())
+}
+
+/// One framed gRPC message of TorchServe's PredictionsRequest, the JSON sample as `data`.
+fn grpc_predictions_body(model: &str, sample: &[u8]) -> Vec<u8> {
+    use prost::Message;
+    use tserve::grpc::org::pytorch::serve::grpc::inference::PredictionsRequest;
+    let request = PredictionsRequest {
+        model_name: model.into(),
+        input: [("data".to_string(), sample.to_vec())].into(),
+        ..Default::default()
+    };
+    grpc_frame(request.encode_to_vec())
+}
+
+/// A gRPC message on the wire: not compressed, its length, its bytes.
+fn grpc_frame(message: Vec<u8>) -> Vec<u8> {
     let mut framed = vec![0u8];
     framed.extend((message.len() as u32).to_be_bytes());
     framed.extend(message);

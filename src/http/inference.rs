@@ -24,8 +24,15 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
         // TorchServe takes predictions by any method but OPTIONS (`curl -T` sends PUT).
         .service(
             web::resource(["/predictions/{model}", "/predictions/{model}/{version}"])
-                .route(web::route().guard(guard::Options()).to(method_not_allowed))
+                .route(web::route().guard(guard::Options()).to(model_api))
                 .route(web::route().to(predict)),
+        )
+        // TorchServe 0.12: segments after the version reach the handler as the request header
+        // `url_path` (how its OpenAI-style LLM routes, `.../v1/chat/completions`, work).
+        .service(
+            web::resource("/predictions/{model}/{version}/{url_path:.+}")
+                .route(web::route().guard(guard::Options()).to(method_not_allowed))
+                .route(web::route().to(predict_with_path)),
         )
         .service(
             web::resource(["/explanations/{model}", "/explanations/{model}/{version}"])
@@ -54,11 +61,53 @@ async fn predict(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.models.check(&target)?;
-    let input = payload::read_request(&request, body, state.body_limits).await?;
+    predict_target(request, &target, None, body, &state).await
+}
+
+/// The model, version and extra path of `/predictions/{model}/{version}/{url_path}`.
+#[derive(serde::Deserialize)]
+struct PathTarget {
+    model: String,
+    version: String,
+    url_path: String,
+}
+
+async fn predict_with_path(
+    request: HttpRequest,
+    path: web::Path<PathTarget>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let PathTarget { model, version, url_path } = path.into_inner();
+    let target = Target { model, version: Some(version) };
+    predict_target(request, &target, Some(url_path), body, &state).await
+}
+
+async fn predict_target(
+    request: HttpRequest,
+    target: &Target,
+    url_path: Option<String>,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    state.models.check(target)?;
+    let mut input = payload::read_request(&request, body, state.body_limits).await?;
+    if let Some(url_path) = url_path {
+        input.headers.retain(|(name, _)| name != "url_path");
+        input.headers.push(("url_path".into(), url_path));
+    }
     let request_id = input.id.clone();
-    let prediction = run(&request, &state, &target, input).await?;
+    let prediction = run(&request, state, target, input).await?;
     Ok(respond(prediction, &request_id))
+}
+
+/// `OPTIONS /predictions/{model}[/{version}]`: the model's prediction API, as TorchServe
+/// describes it.
+async fn model_api(target: web::Path<Target>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.models.check(&target)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(pretty_json(&openapi::model_api(&target.model))))
 }
 
 async fn explanations(

@@ -21,6 +21,38 @@ pub async fn describe(document: fn() -> &'static str) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(document())
 }
 
+/// One model's prediction API, as TorchServe answers `OPTIONS /predictions/{model}`: its
+/// predict entry points (TorchServe names the first `/prediction/{model}`, a path it does not
+/// serve; this names the one it does).
+pub fn model_api(model: &str) -> serde_json::Value {
+    let error = serde_json::json!({
+        "description": "Internal Server Error",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["code", "type", "message"],
+            "properties": {
+                "code": {"type": "integer", "description": "Error code."},
+                "type": {"type": "string", "description": "Error type."},
+                "message": {"type": "string", "description": "Error message."}
+            }
+        }}}
+    });
+    let entry = serde_json::json!({"post": {
+        "description": format!("A predict entry point for model: {model}."),
+        "operationId": model,
+        "parameters": [],
+        "responses": {"200": {"description": "OK"}, "500": error}
+    }});
+    serde_json::json!({
+        "openapi": "3.0.1",
+        "info": {"title": format!("RESTful API for: {model}"), "version": "1.0.0"},
+        "paths": {
+            format!("/predictions/{model}"): entry.clone(),
+            "/v1/models/{model_name}:predict": entry,
+        }
+    })
+}
+
 /// The description of a listener that serves both APIs: both sets of paths.
 pub fn both() -> &'static str {
     static BOTH: std::sync::OnceLock<String> = std::sync::OnceLock::new();

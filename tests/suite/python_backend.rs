@@ -417,3 +417,35 @@ fn a_missing_python_is_a_clear_error_at_registration() {
     // Native models do not need it.
     assert_eq!(server.manage("POST", "/models?url=mlp.mar&initial_workers=1").status, 200);
 }
+
+/// TorchServe 0.12's extra path segments: `/predictions/{model}/{version}/{path...}` reaches the
+/// handler as the request header `url_path`, requests of one batch each with their own.
+#[test]
+fn extra_path_segments_reach_the_handler_as_url_path() {
+    let server = TestServer::start(&["py_url_path.mar"], "");
+    for path in ["v1/chat/completions", "v1/completions"] {
+        let reply = post_json(&server, &format!("/predictions/py_url_path/1.0/{path}"), r#"{"prompt": "Hello world"}"#);
+        assert_eq!((reply.status, reply.body.as_str()), (200, path));
+    }
+    // Without extra segments there is no url_path; an unknown version is still a 404.
+    assert_eq!(post_json(&server, "/predictions/py_url_path/1.0", "{}").body, "");
+    assert_eq!(post_json(&server, "/predictions/py_url_path/9.9/v1/completions", "{}").status, 404);
+}
+
+/// `OPTIONS /predictions/{model}`: the model's prediction API, in TorchServe's shape.
+#[test]
+fn options_on_a_model_describes_its_prediction_api() {
+    let server = TestServer::start(&["py_url_path.mar"], "");
+    let reply = server.request("OPTIONS", "/predictions/py_url_path", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let api = reply.json();
+    assert_eq!(api["openapi"], "3.0.1");
+    assert_eq!(api["info"]["title"], "RESTful API for: py_url_path");
+    let entry = &api["paths"]["/predictions/py_url_path"]["post"];
+    assert_eq!(entry["operationId"], "py_url_path");
+    assert_eq!(entry["description"], "A predict entry point for model: py_url_path.");
+    assert!(api["paths"]["/v1/models/{model_name}:predict"]["post"].is_object());
+    assert_eq!(server.request("OPTIONS", "/predictions/py_url_path/1.0", b"").status, 200);
+    let (kind, _) = server.request("OPTIONS", "/predictions/nope", b"").error(404);
+    assert_eq!(kind, "ModelNotFoundException");
+}

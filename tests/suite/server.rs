@@ -90,7 +90,7 @@ fn unknown_model_and_version_are_404() {
     assert_eq!(message, "Model version: 9.9 does not exist for model: mlp");
     let (kind, _) = server.get("/no/such/path").error(404);
     assert_eq!(kind, "ResourceNotFoundException");
-    let (kind, _) = server.request("OPTIONS", "/predictions/mlp", b"").error(405);
+    let (kind, _) = server.request("OPTIONS", "/explanations/mlp", b"").error(405);
     assert_eq!(kind, "MethodNotAllowedException");
 }
 
