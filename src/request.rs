@@ -86,6 +86,28 @@ impl Body {
     }
 }
 
+impl Prediction {
+    /// A streamed answer's parts as one answer, for a client that takes answers whole: the
+    /// first part's status, content type and headers, every part's body in order.
+    pub fn joined(parts: Vec<Prediction>) -> Prediction {
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else {
+            return Prediction::json(Value::Null);
+        };
+        let Prediction { body, status, content_type, headers } = first;
+        let mut joined = body.into_bytes().to_vec();
+        for part in parts {
+            joined.extend_from_slice(&part.body.into_bytes());
+        }
+        Prediction {
+            body: Body::Raw(Bytes::from(joined)),
+            status,
+            content_type,
+            headers,
+        }
+    }
+}
+
 /// JSON as `json.dumps(value, indent=2)` writes it, and a newline.
 pub fn pretty_json(value: &impl serde::Serialize) -> Vec<u8> {
     let mut text = Vec::with_capacity(128);

@@ -9,7 +9,8 @@
 //!
 //! A request is a [`Job`]: its input and a oneshot reply channel. The worker answers each job on
 //! its channel; a job dropped unanswered (its worker died) answers `Worker died.` as it goes, so
-//! no failure path can leave a request waiting.
+//! no failure path can leave a request waiting. A streaming job also has a bounded channel for
+//! the handler's intermediate answers, which come before the last one.
 
 mod error;
 mod manager;
@@ -24,7 +25,7 @@ mod worker;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::request::{InferenceRequest, Prediction};
 
@@ -52,16 +53,43 @@ pub struct Job {
     pub version_named: bool,
 }
 
+/// How many intermediate answers may wait for a slow client before the worker that makes them
+/// waits too (back-pressure: a stream is never buffered without bound).
+pub const PARTS_BUFFERED: usize = 8;
+
+/// The receiving ends of a streaming job: its intermediate answers, then its last one.
+#[derive(Debug)]
+pub struct Answers {
+    pub parts: mpsc::Receiver<Prediction>,
+    pub last: oneshot::Receiver<JobResult>,
+}
+
 impl Job {
     pub fn new(request: InferenceRequest) -> (Self, oneshot::Receiver<JobResult>) {
-        let (sender, answer) = oneshot::channel();
+        Self::with_parts(request, None)
+    }
+
+    /// A job whose handler may stream (`send_intermediate_predict_response`): its intermediate
+    /// answers come on [`Answers::parts`], at most [`PARTS_BUFFERED`] ahead of the client.
+    pub fn streaming(request: InferenceRequest) -> (Self, Answers) {
+        let (sender, parts) = mpsc::channel(PARTS_BUFFERED);
+        let (job, last) = Self::with_parts(request, Some(sender));
+        (job, Answers { parts, last })
+    }
+
+    fn with_parts(request: InferenceRequest, parts: Option<mpsc::Sender<Prediction>>) -> (Self, oneshot::Receiver<JobResult>) {
+        let (sender, last) = oneshot::channel();
         let job = Self {
             request,
-            reply: Reply(Arc::new(Mutex::new(Unanswered(Some(sender))))),
+            reply: Reply(Arc::new(Mutex::new(Unanswered {
+                last: Some(sender),
+                parts,
+                last_part_at: None,
+            }))),
             accepted_at: Instant::now(),
             version_named: false,
         };
-        (job, answer)
+        (job, last)
     }
 
     /// The client that sent it has gone (its HTTP request was dropped): nobody would read the
@@ -77,32 +105,118 @@ impl Job {
 #[derive(Clone, Debug)]
 pub struct Reply(Arc<Mutex<Unanswered>>);
 
-/// The sending end until it is used; dropped unused, it sends `Worker died.`.
+/// The sending ends until the last answer is sent; dropped unused, it sends `Worker died.`.
 #[derive(Debug)]
-struct Unanswered(Option<oneshot::Sender<JobResult>>);
+struct Unanswered {
+    last: Option<oneshot::Sender<JobResult>>,
+    /// Where intermediate answers go, for a streaming job; closed with the last answer.
+    parts: Option<mpsc::Sender<Prediction>>,
+    /// When the client last took an intermediate answer: a streaming batch is alive while its
+    /// answers keep coming (`responseTimeout` bounds the gap between them, as in TorchServe).
+    last_part_at: Option<Instant>,
+}
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        if let Some(sender) = self.0.take() {
+        if let Some(sender) = self.last.take() {
             let _ = sender.send(Err(ManagerError::WorkerDied));
         }
     }
 }
 
+/// What became of an intermediate answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartSent {
+    Delivered,
+    /// The client has gone, or the job does not stream: the part is dropped.
+    Dropped,
+}
+
 impl Reply {
+    /// The last answer: the client's request is done, and its stream (if any) ends.
     pub fn send(&self, result: JobResult) {
-        if let Some(sender) = self.lock().0.take() {
+        let mut unanswered = self.lock();
+        unanswered.parts = None;
+        if let Some(sender) = unanswered.last.take() {
             // The client may have gone; then the answer has nowhere to go, which is fine.
             let _ = sender.send(result);
         }
     }
 
+    /// An intermediate answer, for a streaming job. Blocks the calling (worker) thread while
+    /// [`PARTS_BUFFERED`] answers wait for the client: the handler then waits too. Never call
+    /// it on an async thread.
+    pub fn send_part(&self, part: Prediction) -> PartSent {
+        let sender = {
+            let mut unanswered = self.lock();
+            unanswered.last_part_at = Some(Instant::now());
+            unanswered.parts.clone()
+        };
+        let Some(sender) = sender else {
+            return PartSent::Dropped;
+        };
+        let sent = sender.blocking_send(part);
+        self.lock().last_part_at = Some(Instant::now());
+        match sent {
+            Ok(()) => PartSent::Delivered,
+            Err(_) => PartSent::Dropped,
+        }
+    }
+
+    /// When the job's last intermediate answer was handed on, if it streams.
+    pub fn last_part_at(&self) -> Option<Instant> {
+        self.lock().last_part_at
+    }
+
     pub fn is_closed(&self) -> bool {
-        self.lock().0.as_ref().is_none_or(|sender| sender.is_closed())
+        self.lock().last.as_ref().is_none_or(|sender| sender.is_closed())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Unanswered> {
         // Held only to take or inspect the sender: a panic elsewhere cannot leave it half-done.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(text: &str) -> Prediction {
+        Prediction::json(serde_json::json!(text))
+    }
+
+    #[test]
+    fn parts_come_in_order_before_the_last_answer_and_end_with_it() {
+        let (job, mut answers) = Job::streaming(InferenceRequest::default());
+        assert_eq!(job.reply.send_part(part("a")), PartSent::Delivered);
+        assert_eq!(job.reply.send_part(part("b")), PartSent::Delivered);
+        assert!(job.reply.last_part_at().is_some(), "a streaming batch shows it is alive");
+        job.reply.send(Ok(part("last")));
+        assert_eq!(job.reply.send_part(part("late")), PartSent::Dropped, "nothing after the last answer");
+        let bodies: Vec<String> = std::iter::from_fn(|| answers.parts.try_recv().ok())
+            .map(|p| String::from_utf8(p.body.into_bytes().to_vec()).unwrap())
+            .collect();
+        assert_eq!(bodies, ["\"a\"\n", "\"b\"\n"]);
+        assert!(answers.parts.is_closed(), "the last answer closes the parts");
+        assert!(matches!(answers.last.try_recv(), Ok(Ok(_))));
+    }
+
+    #[test]
+    fn a_client_that_left_takes_no_parts_and_a_job_that_does_not_stream_drops_them() {
+        let (job, answers) = Job::streaming(InferenceRequest::default());
+        drop(answers);
+        assert_eq!(job.reply.send_part(part("a")), PartSent::Dropped);
+        assert!(job.is_abandoned());
+        let (plain, _last) = Job::new(InferenceRequest::default());
+        assert_eq!(plain.reply.send_part(part("a")), PartSent::Dropped);
+        assert_eq!(plain.reply.last_part_at().map(|_| ()), Some(()), "still counts as a sign of life");
+    }
+
+    #[test]
+    fn a_reply_dropped_unanswered_answers_worker_died() {
+        let (job, mut last) = Job::new(InferenceRequest::default());
+        drop(job);
+        assert!(matches!(last.try_recv(), Ok(Err(ManagerError::WorkerDied))));
     }
 }

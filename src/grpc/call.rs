@@ -35,6 +35,11 @@ impl CallError {
         Self { http_status, status }
     }
 
+    /// The gRPC status alone, for a stream that ends with it after the call has begun.
+    pub fn into_status(self) -> Status {
+        self.status
+    }
+
     fn from_status(http_status: u16, message: String) -> Self {
         Self {
             http_status,

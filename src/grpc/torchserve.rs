@@ -3,11 +3,15 @@
 //! makes of a form: each `input` entry one named parameter (no content type, so the Python
 //! backend hands it on as bytes), and the answer's bytes are the REST body's.
 //!
+//! StreamPredictions sends one message per part of a streaming handler's answer
+//! (`send_intermediate_predict_response`) as it comes; Predictions joins them into one.
 //! Where TorchServe 0.12 is broken this does better: StreamPredictions on a handler that does
 //! not stream gets its one answer and OK (TorchServe sends it, then fails the call with
-//! `Worker died.`); an unknown model is NOT_FOUND (TorchServe: INTERNAL).
+//! `Worker died.`); Predictions on a streaming handler gets the whole answer (TorchServe: the
+//! first part, leaving the rest to break later calls); an unknown model is NOT_FOUND
+//! (TorchServe: INTERNAL).
 
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use serde_json::json;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -16,10 +20,11 @@ use super::org::pytorch::serve::grpc::inference::inference_ap_is_service_server:
     InferenceApIsService, InferenceApIsServiceServer,
 };
 use super::org::pytorch::serve::grpc::inference::{PredictionResponse, PredictionsRequest, TorchServeHealthResponse};
-use crate::request::{InferenceRequest, Parameter};
+use crate::request::{InferenceRequest, Parameter, Prediction};
+use crate::service::{Answer, Target};
 
-/// A stream of prediction messages; StreamPredictions sends one.
-type Answers = stream::Iter<std::vec::IntoIter<Result<PredictionResponse, Status>>>;
+/// A stream of prediction messages: one per part of a streamed answer, or the one answer.
+type Answers = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<PredictionResponse, Status>> + Send>>;
 
 pub struct TorchServeInference {
     door: FrontDoor,
@@ -60,8 +65,20 @@ impl InferenceApIsService for TorchServeInference {
         let door = self.door.clone();
         self.door
             .call(method::STREAM_PREDICTIONS, request, |request| async move {
-                let answer = predict(door, request).await?;
-                Ok(stream::iter(vec![Ok(answer)]))
+                let (target, input) = prediction_request(&door, request)?;
+                let answers: Answers = match door.models.predict_streaming(&target, input).await? {
+                    Answer::Whole(prediction) => Box::pin(stream::iter([Ok(message(prediction))])),
+                    Answer::Streamed { head, rest } => {
+                        // One message per part as it comes; an error after the first ends the
+                        // call with its status.
+                        let more = stream::unfold(rest, |mut rest| async move {
+                            let part = rest.next().await?;
+                            Some((part.map(message).map_err(|e| CallError::from(e).into_status()), rest))
+                        });
+                        Box::pin(stream::iter([Ok(message(head))]).chain(more))
+                    }
+                };
+                Ok(answers)
             })
             .await
     }
@@ -94,8 +111,24 @@ mod method {
     pub const STREAM_PREDICTIONS2: &str = "org.pytorch.serve.grpc.inference.InferenceAPIsService/StreamPredictions2";
 }
 
-/// One prediction: the input map as the request's parameters, the answer as REST's body.
+/// One prediction, answered whole (a streamed answer's parts joined).
 async fn predict(door: FrontDoor, request: PredictionsRequest) -> Result<PredictionResponse, CallError> {
+    let (target, input) = prediction_request(&door, request)?;
+    Ok(message(door.models.predict(&target, input).await?))
+}
+
+/// The answer's bytes as REST's body.
+fn message(prediction: Prediction) -> PredictionResponse {
+    PredictionResponse {
+        prediction: prediction.body.into_bytes().to_vec(),
+        sequence_id: None,
+        status: None,
+    }
+}
+
+/// The model a request names, and the request as the model service takes it: the input map
+/// as its parameters.
+fn prediction_request(door: &FrontDoor, request: PredictionsRequest) -> Result<(Target, InferenceRequest), CallError> {
     let target = target(&request.model_name, &request.model_version, "model_name")?;
     door.models.check(&target)?;
     if request.input.is_empty() {
@@ -114,10 +147,5 @@ async fn predict(door: FrontDoor, request: PredictionsRequest) -> Result<Predict
             .collect(),
         ..InferenceRequest::default()
     };
-    let prediction = door.models.predict(&target, input).await?;
-    Ok(PredictionResponse {
-        prediction: prediction.body.into_bytes().to_vec(),
-        sequence_id: None,
-        status: None,
-    })
+    Ok((target, input))
 }

@@ -4,13 +4,14 @@
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{guard, web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde_json::json;
 
 use super::error::{method_not_allowed, pretty_json};
 use super::{disconnect, kserve, oip, openapi, payload, ApiError, AppState};
 use crate::handlers::ModelError;
 use crate::request::{Body, InferenceRequest, Prediction};
-use crate::service::{ServiceError, Target};
+use crate::service::{Answer, AnswerStream, ServiceError, Target};
 use crate::tensor::TensorData;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -97,8 +98,28 @@ async fn predict_target(
         input.headers.push(("url_path".into(), url_path));
     }
     let request_id = input.id.clone();
-    let prediction = run(&request, state, target, input).await?;
-    Ok(respond(prediction, &request_id))
+    let answer = tokio::select! {
+        answer = state.models.predict_streaming(target, input) => answer?,
+        _ = disconnect::client_gone(&request) => return Err(ApiError::ClientGone),
+    };
+    Ok(match answer {
+        Answer::Whole(prediction) => respond(prediction, &request_id),
+        Answer::Streamed { head, rest } => respond_streamed(head, rest, &request_id),
+    })
+}
+
+/// A streamed answer as a chunked body, one chunk per part as it comes, with the first part's
+/// status and headers (as TorchServe sends a streaming handler's answer). Dropping the body (the
+/// client went away) drops the parts still to come. An error after the first part can no longer
+/// change the status: it ends the body early, which the client sees as a broken transfer.
+fn respond_streamed(head: Prediction, rest: AnswerStream, request_id: &str) -> HttpResponse {
+    let (mut response, body) = response_head(head, request_id);
+    let first = futures_util::stream::once(async move { Ok::<_, ApiError>(body) });
+    let more = futures_util::stream::unfold(rest, |mut rest| async move {
+        let part = rest.next().await?;
+        Some((part.map(|p| p.body.into_bytes()).map_err(ApiError::from), rest))
+    });
+    response.streaming(first.chain(more))
 }
 
 /// `OPTIONS /predictions/{model}[/{version}]`: the model's prediction API, as TorchServe
@@ -175,6 +196,12 @@ pub(super) fn invalid_output(message: String) -> ApiError {
 
 /// The HTTP response for a backend's answer: its status, content type, headers and body.
 pub(super) fn respond(prediction: Prediction, request_id: &str) -> HttpResponse {
+    let (mut response, body) = response_head(prediction, request_id);
+    response.body(body)
+}
+
+/// A backend's status, content type and headers as an HTTP response, and its body's bytes.
+fn response_head(prediction: Prediction, request_id: &str) -> (actix_web::HttpResponseBuilder, bytes::Bytes) {
     let status = StatusCode::from_u16(prediction.status).unwrap_or(StatusCode::OK);
     let mut response = HttpResponse::build(status);
     if let Ok(id) = HeaderValue::from_str(request_id) {
@@ -192,5 +219,5 @@ pub(super) fn respond(prediction: Prediction, request_id: &str) -> HttpResponse 
     if let Some(content_type) = prediction.content_type.as_deref().or(default_type) {
         response.content_type(content_type);
     }
-    response.body(prediction.body.into_bytes())
+    (response, prediction.body.into_bytes())
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix::{Addr, Message};
 
 use crate::actors::{
-    shared_registry, Job, ManagerError, Registration, Scale, SetDefault, SharedRegistry, Supervisor,
+    shared_registry, Answers, Job, ManagerError, Registration, Scale, SetDefault, SharedRegistry, Supervisor,
     TakeSnapshot, Unregister,
 };
 use crate::config::Config;
@@ -32,6 +32,43 @@ pub use error::ServiceError;
 pub use metadata::{ModelInfo, ModelMetadata, TensorMetadata};
 pub use register::{RegisterRequest, Registered};
 pub use crate::actors::VersionSelector;
+
+/// A prediction's answer: whole, or streamed by a handler that sends intermediate answers.
+pub enum Answer {
+    Whole(Prediction),
+    /// The first part (whose status, content type and headers are the answer's), and the rest.
+    Streamed { head: Prediction, rest: AnswerStream },
+}
+
+/// The parts of a streamed answer after the first, its last answer at the end.
+pub struct AnswerStream {
+    parts: tokio::sync::mpsc::Receiver<Prediction>,
+    last: Option<tokio::sync::oneshot::Receiver<crate::actors::JobResult>>,
+    pending: Option<Pending>,
+}
+
+impl AnswerStream {
+    /// The next part; the last answer (or the error that ended the stream) comes last, then
+    /// `None`.
+    pub async fn next(&mut self) -> Option<Result<Prediction, ServiceError>> {
+        if let Some(part) = self.parts.recv().await {
+            return Some(Ok(part));
+        }
+        let last = self.last.take()?.await;
+        let pending = self.pending.take()?;
+        Some(Self::finish(pending, last))
+    }
+
+    /// The last answer, counted as answered.
+    fn finish(
+        mut pending: Pending,
+        last: Result<crate::actors::JobResult, tokio::sync::oneshot::error::RecvError>,
+    ) -> Result<Prediction, ServiceError> {
+        let answer = last.map_err(|_| ManagerError::WorkerDied)?;
+        pending.answered();
+        Ok(answer?)
+    }
+}
 
 /// The output tensors of a native model's answer to typed input. An answer of another kind is
 /// an invalid model output, as the model layer counts one.
@@ -112,25 +149,59 @@ impl Models {
     }
 
     /// Runs one prediction: queued at once (a full queue or a model without workers refuses it
-    /// at once), answered when a worker has run it. Dropping the future withdraws the job:
-    /// a worker skips a job whose client has gone.
+    /// at once), answered when a worker has run it. A streamed answer comes back whole, its
+    /// parts joined. Dropping the future withdraws the job: a worker skips a job whose client
+    /// has gone.
     pub async fn predict(&self, target: &Target, request: InferenceRequest) -> Result<Prediction, ServiceError> {
+        match self.predict_streaming(target, request).await? {
+            Answer::Whole(prediction) => Ok(prediction),
+            Answer::Streamed { head, mut rest } => {
+                let mut parts = vec![head];
+                while let Some(part) = rest.next().await {
+                    parts.push(part?);
+                }
+                Ok(Prediction::joined(parts))
+            }
+        }
+    }
+
+    /// Runs one prediction whose handler may stream (`send_intermediate_predict_response`):
+    /// the answer is whole, or its first part with the rest to come. Dropping the answer (or
+    /// the future) withdraws the job or, mid-stream, drops the parts still to come.
+    pub async fn predict_streaming(&self, target: &Target, request: InferenceRequest) -> Result<Answer, ServiceError> {
         let version_named = target.version.is_some();
-        let (answer, metrics) = {
+        let (answers, metrics) = {
             let registry = self.inner.registry.load();
             let entry = registry.lookup(&target.model, target.version.as_deref())?;
-            let (mut job, answer) = Job::new(request);
+            let (mut job, answers) = Job::streaming(request);
             job.version_named = version_named;
             entry.queue.submit(job, version_named)?;
-            (answer, entry.spec.metrics.clone())
+            (answers, entry.spec.metrics.clone())
         };
-        let mut pending = Pending::new(metrics, version_named);
+        let pending = Pending::new(metrics, version_named);
+        let Answers { mut parts, mut last } = answers;
         // Bounded by construction: the manager answers every job it accepted, with `Worker
-        // died.` once its batch overruns the response timeout, or an error if it expires or the
-        // model loses its workers; a job dropped unanswered answers `Worker died.` too.
-        let answer = answer.await.map_err(|_| ManagerError::WorkerDied)?;
-        pending.answered();
-        Ok(answer?)
+        // died.` once its batch overruns the response timeout (or, streaming, goes that long
+        // without a part), or an error if it expires or the model loses its workers; a job
+        // dropped unanswered answers `Worker died.` too. Parts come before the last answer, so
+        // a part waiting is always taken first.
+        let first = tokio::select! {
+            biased;
+            part = parts.recv() => part,
+            last_answer = &mut last => return AnswerStream::finish(pending, last_answer).map(Answer::Whole),
+        };
+        match first {
+            Some(head) => Ok(Answer::Streamed {
+                head,
+                rest: AnswerStream {
+                    parts,
+                    last: Some(last),
+                    pending: Some(pending),
+                },
+            }),
+            // No part, ever: the last answer has been sent (or dropped).
+            None => AnswerStream::finish(pending, last.await).map(Answer::Whole),
+        }
     }
 
     /// Runs one prediction of typed tensors on a native model (OIP, KServe v1), answered with

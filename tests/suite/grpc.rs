@@ -45,6 +45,12 @@ fn torchserve_inference_service_through_generated_stubs() {
 }
 
 #[test]
+fn stream_predictions_streams_a_streaming_handler() {
+    let server = TestServer::start(&["py_stream.mar"], "");
+    check(&server, "stream", &[]);
+}
+
+#[test]
 fn torchserve_management_service_through_generated_stubs() {
     let server = TestServer::launch(&["mlp.mar", "mlp_v2.mar"], &["mlp.mar"], "default_workers_per_model=1\nenable_model_api=true");
     check(&server, "management", &[&server.management_url]);

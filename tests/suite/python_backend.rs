@@ -4,6 +4,7 @@
 //! TorchServe's own handler code run in the fixture script, or from PyTorch.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -161,27 +162,76 @@ fn a_hung_python_worker_is_killed_at_the_response_timeout() {
     assert_eq!(post_text(&server, "/predictions/py_behaviour", "hello").status, 200);
 }
 
-#[test]
-fn a_handler_that_streams_cannot_poison_its_worker() {
-    let server = TestServer::start(&["py_stream.mar", "py_function.mar"], "");
-    let first_pid = post_text(&server, "/predictions/py_stream", "hello").json()["pid"].clone();
-    // Three intermediate responses, then the final one: more replies than requests. The request
-    // gets a 500 that says why, and the worker is retired.
-    let (kind, message) = post_text(&server, "/predictions/py_stream", "stream").error(500);
-    assert_eq!(kind, "InternalServerException");
-    assert!(message.contains("send_intermediate_predict_response"), "{message}");
-    // Every later request gets its own answer, from a new process.
-    for i in 0..20 {
-        let reply = post_text(&server, "/predictions/py_stream", &format!("request {i}"));
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let answer = reply.json();
-        assert_eq!(answer["echo"], format!("request {i}"), "{answer}");
-        assert_ne!(answer["pid"], first_pid, "the worker that streamed is gone");
+/// Reads a chunked body to its end, noting when each read's bytes arrived.
+fn read_with_arrivals(response: ureq::Response, started: Instant) -> (Vec<u8>, Vec<(Duration, usize)>) {
+    let mut reader = response.into_reader();
+    let (mut body, mut arrivals, mut buffer) = (Vec::new(), Vec::new(), vec![0u8; 1 << 16]);
+    loop {
+        let n = reader.read(&mut buffer).unwrap();
+        if n == 0 {
+            return (body, arrivals);
+        }
+        body.extend_from_slice(&buffer[..n]);
+        arrivals.push((started.elapsed(), body.len()));
     }
-    assert_eq!(post_text(&server, "/predictions/py_function", "still here").json()["input"], "still here");
-    assert_eq!(server.get("/ping").status, 200);
-    let output = server.output_when(|o| o.contains("retiring the worker"));
-    assert!(output.contains("intermediate response") && output.contains("retiring the worker"), "{output}");
+}
+
+/// A handler that calls `send_intermediate_predict_response` streams: a chunked body whose
+/// parts arrive as the handler makes them, not when it has finished; the worker stays in step.
+#[test]
+fn a_streaming_handler_streams_over_rest() {
+    let server = TestServer::start(&["py_stream.mar"], "");
+    let pid = post_text(&server, "/predictions/py_stream", "hello").json()["pid"].clone();
+    let started = Instant::now();
+    let response = ureq::post(&server.url("/predictions/py_stream"))
+        .set("Content-Type", "text/plain")
+        .send_string("stream")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    assert!(response.header("x-request-id").is_some());
+    let (body, arrivals) = read_with_arrivals(response, started);
+    assert_eq!(String::from_utf8(body).unwrap(), "part 0part 1part 2done");
+    // The handler spends 1.2 s between its first part and its answer: the first part was here
+    // long before the end.
+    let first = arrivals[0];
+    let last = arrivals[arrivals.len() - 1];
+    assert_eq!(first.1, "part 0".len(), "{arrivals:?}");
+    assert!(last.0 - first.0 >= Duration::from_millis(800), "{arrivals:?}");
+    // Later requests are answered in step, by the same process.
+    for i in 0..5 {
+        let answer = post_text(&server, "/predictions/py_stream", &format!("request {i}")).json();
+        assert_eq!((answer["echo"].as_str(), &answer["pid"]), (Some(format!("request {i}").as_str()), &pid));
+    }
+}
+
+/// A stream is never buffered without bound: a client that stops reading holds the handler
+/// back, and gets every part when it reads on; a client that leaves mid-stream gets nothing
+/// more, and the worker stays in step.
+#[test]
+fn a_slow_reader_holds_a_stream_back_and_a_gone_one_drops_it() {
+    let server = TestServer::start(&["py_stream.mar"], "");
+    let pid = post_text(&server, "/predictions/py_stream", "hello").json()["pid"].clone();
+    let progress = server.dir().join("progress");
+    let flood = format!("flood 1000 {}", progress.display());
+    let response = ureq::post(&server.url("/predictions/py_stream")).set("Content-Type", "text/plain").send_string(&flood).unwrap();
+    let mut reader = response.into_reader();
+    let mut start = vec![0u8; 1000];
+    reader.read_exact(&mut start).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let sent: usize = std::fs::read_to_string(&progress).unwrap().trim().parse().unwrap();
+    assert!(sent < 500, "a client that stopped reading must hold the handler back; it sent {sent} of 1000 64 KiB parts");
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!(start.len() + rest.len(), 1000 * 65536 + "done".len());
+    assert!(rest.ends_with(b"xxxxdone"));
+
+    let response = ureq::post(&server.url("/predictions/py_stream")).set("Content-Type", "text/plain").send_string(&flood).unwrap();
+    let mut reader = response.into_reader();
+    reader.read_exact(&mut start).unwrap();
+    drop(reader);
+    let answer = post_text(&server, "/predictions/py_stream", "after").json();
+    assert_eq!((&answer["echo"], &answer["pid"]), (&Value::from("after"), &pid), "the same worker, in step");
 }
 
 /// What each of `workers` Python workers of py_threads reports, keyed by pid: concurrent
@@ -448,4 +498,15 @@ fn options_on_a_model_describes_its_prediction_api() {
     assert_eq!(server.request("OPTIONS", "/predictions/py_url_path/1.0", b"").status, 200);
     let (kind, _) = server.request("OPTIONS", "/predictions/nope", b"").error(404);
     assert_eq!(kind, "ModelNotFoundException");
+}
+
+/// `responseTimeout` bounds the gap between a stream's parts, as in TorchServe, not the whole
+/// stream: a 1.2 s stream with parts 0.4 s apart passes a 1 s timeout.
+#[test]
+fn response_timeout_applies_to_the_gap_between_parts() {
+    let server = TestServer::launch(&["py_stream.mar"], &[], "enable_model_api=true");
+    let reply = server.manage("POST", "/models?url=py_stream.mar&initial_workers=1&synchronous=true&response_timeout=1");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = post_text(&server, "/predictions/py_stream", "stream");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "part 0part 1part 2done"));
 }

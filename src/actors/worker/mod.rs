@@ -148,13 +148,15 @@ impl WorkerHandle {
         Ok(handle)
     }
 
-    /// Takes the replies of a batch that has run for longer than `limit`, so the caller can
-    /// answer them; the worker is then retired by dropping its handle.
+    /// Takes the replies of a batch that has run for longer than `limit` since it started or,
+    /// streaming, since its last intermediate answer, so the caller can answer them; the worker
+    /// is then retired by dropping its handle.
     pub fn take_overrun(&self, now: Instant, limit: Duration) -> Option<Vec<Reply>> {
         let mut running = self.link.running();
-        let overran = running
-            .as_ref()
-            .is_some_and(|batch| now.saturating_duration_since(batch.started) > limit);
+        let overran = running.as_ref().is_some_and(|batch| {
+            let last_sign = batch.replies.iter().filter_map(Reply::last_part_at).fold(batch.started, Instant::max);
+            now.saturating_duration_since(last_sign) > limit
+        });
         if overran {
             running.take().map(|batch| batch.replies)
         } else {

@@ -179,18 +179,32 @@ impl PythonBackend {
         }
     }
 
+    /// Hands a streaming response on: each intermediate frame to its request's client (waiting
+    /// while that client is slow), each last one as its request's answer. Gives back the jobs
+    /// still waiting for more.
+    fn forward(&self, jobs: Vec<Job>, response: codec::Response) -> Vec<Job> {
+        let mut waiting = jobs;
+        for frame in response.predictions {
+            let Some(position) = waiting.iter().position(|job| job.request.id == frame.request_id) else {
+                continue;
+            };
+            if frame.is_intermediate() {
+                // A client that has gone gets nothing more; its handler runs on to the end, since
+                // its remaining replies must still be read to keep the connection in step.
+                waiting[position].reply.send_part(prediction(frame));
+            } else {
+                waiting.swap_remove(position).reply.send(Ok(prediction(frame)));
+            }
+        }
+        waiting
+    }
+
     /// Answers the batch whose reply showed the worker out of step, which is then retired: a
     /// request with a final reply of its own in a successful response gets it; every other gets
     /// a 500 saying why, since its answer, if one comes, is behind replies that are never read.
     fn answer_out_of_step(&self, jobs: Vec<Job>, response: codec::Response, why: &step::OutOfStep) {
         log::error!("{}: {why}; retiring the worker", self.name);
-        let message = match why {
-            step::OutOfStep::Intermediate(_) => {
-                "The handler sent intermediate responses (send_intermediate_predict_response), which tserve \
-                 does not stream yet; its worker is replaced"
-            }
-            _ => "The Python worker's replies got out of step with its requests; the worker is replaced",
-        };
+        let message = "The Python worker's replies got out of step with its requests; the worker is replaced";
         let mut predictions = if response.code == 200 { response.predictions } else { Vec::new() };
         for job in jobs {
             let own = predictions
@@ -276,23 +290,32 @@ impl Backend for PythonBackend {
         // The backend call is the round trip to the process: encoding the frame before it and
         // answering the jobs after it are the worker thread's own time.
         let sent = Instant::now();
-        let response = codec::send(&mut connection.writer, &frame).and_then(|()| codec::read_response(&mut connection.reader));
-        let in_backend = sent.elapsed();
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return Err(self.process_failed(jobs, error)),
-        };
-        let batch: Vec<&str> = jobs.iter().map(|job| job.request.id.as_str()).collect();
-        match step::check(&batch, &response) {
-            Ok(()) => {
-                self.answer(jobs, response);
-                Ok(in_backend)
-            }
-            Err(why) => {
-                // Never read again: the manager kills the process and starts another.
-                self.connection = None;
-                self.answer_out_of_step(jobs, response, &why);
-                Err(WorkerExit::OutOfStep(why.to_string()))
+        if let Err(error) = codec::send(&mut connection.writer, &frame) {
+            return Err(self.process_failed(jobs, error));
+        }
+        let mut jobs = jobs;
+        // Responses until none is intermediate: a streaming handler's parts, then its answers.
+        loop {
+            let Some(connection) = self.connection.as_mut() else {
+                return Err(WorkerExit::ProcessEnded("no connection to the Python worker".into()));
+            };
+            let response = match codec::read_response(&mut connection.reader) {
+                Ok(response) => response,
+                Err(error) => return Err(self.process_failed(jobs, error)),
+            };
+            let waiting: Vec<&str> = jobs.iter().map(|job| job.request.id.as_str()).collect();
+            match step::check(&waiting, &response) {
+                Ok(step::Progress::Answered) => {
+                    self.answer(jobs, response);
+                    return Ok(sent.elapsed());
+                }
+                Ok(step::Progress::Streaming) => jobs = self.forward(jobs, response),
+                Err(why) => {
+                    // Never read again: the manager kills the process and starts another.
+                    self.connection = None;
+                    self.answer_out_of_step(jobs, response, &why);
+                    return Err(WorkerExit::OutOfStep(why.to_string()));
+                }
             }
         }
     }
