@@ -30,8 +30,7 @@ pub struct Args {
     /// Model store folder holding the archives to serve.
     #[arg(long = "model-store", value_name = "MODEL_STORE")]
     pub model_store: Option<PathBuf>,
-    /// Workflow store folder (accepted for compatibility, without effect: workflows are not
-    /// served yet; start-up says so).
+    /// Workflow store folder holding `.war` archives (default: the model store).
     #[arg(long = "workflow-store", value_name = "WORKFLOW_STORE")]
     pub workflow_store: Option<PathBuf>,
     /// Models to load at start-up: `file.mar`, `name=file.mar`, or `all`.
@@ -68,6 +67,7 @@ impl Args {
         CliOverrides {
             ts_config: self.ts_config.clone(),
             model_store: self.model_store.clone(),
+            workflow_store: self.workflow_store.clone(),
             models: self.models.clone(),
             enable_model_api: self.enable_model_api,
             no_config_snapshots: self.no_config_snapshots,
@@ -80,7 +80,6 @@ impl Args {
     /// The TorchServe flags given that tserve accepts without effect, for one start-up warning.
     fn flags_without_effect(&self) -> Vec<&'static str> {
         [
-            ("--workflow-store", self.workflow_store.is_some()),
             ("--cpp-log-config", self.cpp_log_config.is_some()),
             ("--plugins-path", self.plugins_path.is_some()),
         ]

@@ -40,6 +40,13 @@ pub enum Code {
     ClientGone,
     /// A route tserve knows but does not serve for this model.
     NotImplemented,
+    WorkflowNotFound,
+    /// A workflow archive, manifest or spec that cannot be served.
+    InvalidWorkflow,
+    /// A workflow graph with a loop, several start nodes, or a node that is nothing.
+    InvalidDag,
+    /// Some of a workflow's nodes could not be registered.
+    WorkflowFailed,
 }
 
 impl Code {
@@ -64,6 +71,10 @@ impl Code {
             Code::Backend(status) => (status, "InternalServerException"),
             Code::ClientGone => (499, "ClientClosedRequest"),
             Code::NotImplemented => (501, "NotImplementedException"),
+            Code::WorkflowNotFound => (404, "WorkflowNotFoundException"),
+            Code::InvalidWorkflow => (400, "InvalidWorkflowException"),
+            Code::InvalidDag => (400, "InvalidDAGException"),
+            Code::WorkflowFailed => (500, "WorkflowException"),
         }
     }
 

@@ -34,6 +34,7 @@ mod service;
 pub mod settings;
 mod snapshot;
 pub mod tensor;
+mod workflow;
 
 /// What the property tests share: how many cases each runs.
 #[cfg(test)]

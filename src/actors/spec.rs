@@ -26,6 +26,8 @@ pub struct ModelOrigin {
     pub loaded_at_startup: bool,
     /// An archive downloaded into the store for this model, removed when it is unregistered.
     pub downloaded: Option<PathBuf>,
+    /// A node of a workflow: the workflow owns it, and snapshots leave it out (as TorchServe's).
+    pub in_workflow: bool,
 }
 
 /// Which kind of worker serves a model, decided once at registration.

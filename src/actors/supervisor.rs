@@ -127,9 +127,10 @@ impl Supervisor {
             .models
             .iter()
             .map(|(name, model)| {
-                let versions = model
+                let versions: BTreeMap<String, SnapshotModel> = model
                     .versions
                     .iter()
+                    .filter(|(_, entry)| !entry.spec.origin.in_workflow)
                     .map(|(version, entry)| {
                         let spec = &entry.spec;
                         let snapshot = SnapshotModel::new(
@@ -144,6 +145,7 @@ impl Supervisor {
                     .collect();
                 (name.clone(), versions)
             })
+            .filter(|(_, versions)| !versions.is_empty())
             .collect()
     }
 

@@ -11,6 +11,7 @@ mod model_config;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Code, ErrorCode};
 
@@ -80,14 +81,15 @@ impl ErrorCode for ArchiveError {
 }
 
 /// An opened model archive: its manifest and the folder holding its files.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ModelArchive {
     pub manifest: Manifest,
     /// Where the archive's files are: the unpacked copy of a `.mar`/`.tar.gz`, or the store's
     /// own folder.
     pub dir: PathBuf,
-    /// Keeps an unpacked archive on disk while the model is in use; removed on drop.
-    _unpacked: Option<tempfile::TempDir>,
+    /// Keeps an unpacked archive on disk while the model is in use; removed on drop (shared
+    /// by a workflow's function nodes, which all run from its one unpacked `.war`).
+    _unpacked: Option<Arc<tempfile::TempDir>>,
 }
 
 /// How a file in the store is packed, by its name.
@@ -144,8 +146,18 @@ impl ModelArchive {
         Ok(Self {
             manifest: Manifest::read_dir(&dir)?,
             dir,
-            _unpacked: Some(unpacked),
+            _unpacked: Some(Arc::new(unpacked)),
         })
+    }
+
+    /// An archive the server made itself: `manifest` for the files in `dir`, which `keep`
+    /// holds on disk (a workflow's function node, run from the workflow's unpacked `.war`).
+    pub fn prepared(manifest: Manifest, dir: PathBuf, keep: Arc<tempfile::TempDir>) -> Self {
+        Self {
+            manifest,
+            dir,
+            _unpacked: Some(keep),
+        }
     }
 
     /// The archive's model-config YAML, if its manifest names one.
@@ -176,6 +188,22 @@ impl ModelArchive {
         }
         Ok(path)
     }
+}
+
+/// Unpacks the file `path` into a private temporary folder: a zip (`.war`, like `.mar`), or
+/// else a `.tar.gz`, as TorchServe treats workflow archives. Blocking.
+pub fn unpack(path: &Path, limits: Limits) -> Result<tempfile::TempDir, ArchiveError> {
+    let unpacked = unpack_dir().map_err(|source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.to_string_lossy();
+    if name.ends_with(".war") || name.ends_with(".mar") || name.ends_with(".zip") {
+        extract::unzip(path, unpacked.path(), limits)?;
+    } else {
+        extract::untar_gz(path, unpacked.path(), limits)?;
+    }
+    Ok(unpacked)
 }
 
 /// Unpacked archives live in `<tmp>/tserve-model-<pid>-<random>`, readable by this user only

@@ -100,6 +100,8 @@ impl ConnectionAge {
 #[derive(Debug, Clone)]
 pub struct ModelDefaults {
     pub store: Option<PathBuf>,
+    /// Where workflow archives are (`workflow_store`, `--workflow-store`; default the model store).
+    pub workflow_store: Option<PathBuf>,
     /// `[name=]archive` entries, or `all`, from `--models` or `load_models`.
     pub load: Vec<String>,
     /// Workers each start-up model gets (TorchServe: the configured value, else GPUs, else CPUs).
@@ -142,6 +144,7 @@ impl ModelDefaults {
         let limits = ArchiveLimits::default();
         Ok(Self {
             store: props.path("model_store"),
+            workflow_store: props.path("workflow_store").or_else(|| props.path("model_store")),
             load: props.string("load_models").map(|v| split_model_list(&[v])).unwrap_or_default(),
             workers,
             configured_workers,

@@ -106,6 +106,7 @@ pub const KEYS: &[Key] = &[
     read("grpc_management_max_connection_age_ms"),
     read("grpc_management_max_connection_age_grace_ms"),
     read("enable_grpc_ssl"),
+    read("workflow_store"),
     Key { from_env: FromEnv::Always, ..read("ts_open_inference_protocol") },
     // Security.
     read("enable_model_api"),
@@ -132,7 +133,6 @@ pub const KEYS: &[Key] = &[
     read("version"),
     // TorchServe keys not in effect yet.
     no_effect("netty_client_threads"),
-    no_effect("workflow_store"),
     no_effect("max_response_size"),
     no_effect("unregister_model_timeout"),
     no_effect("system_metrics_cmd").not_from_env(),
@@ -197,10 +197,10 @@ mod tests {
 
     #[test]
     fn notices_name_what_is_not_read() {
-        let keys = ["job_queue_size", "workflow_store", "job_queue_sise"].map(String::from);
+        let keys = ["job_queue_size", "async_logging", "job_queue_sise"].map(String::from);
         assert_eq!(
             notices(&keys),
-            vec![Notice::NotInEffect("workflow_store".into()), Notice::Unknown("job_queue_sise".into())]
+            vec![Notice::NotInEffect("async_logging".into()), Notice::Unknown("job_queue_sise".into())]
         );
     }
 

@@ -53,6 +53,8 @@ pub enum ConfigError {
 pub struct CliOverrides {
     pub ts_config: Option<PathBuf>,
     pub model_store: Option<PathBuf>,
+    /// `--workflow-store`.
+    pub workflow_store: Option<PathBuf>,
     pub models: Vec<String>,
     /// `--enable-model-api`: can only turn the model API on.
     pub enable_model_api: bool,
@@ -271,7 +273,7 @@ mod tests {
     #[test]
     fn snapshots_never_carry_secrets_and_notices_name_what_is_not_read() {
         let config = Config::from_properties(
-            &props(&[("keystore_pass", "hunter2"), ("job_queue_size", "7"), ("workflow_store", "wf"), ("typo_key", "1")]),
+            &props(&[("keystore_pass", "hunter2"), ("job_queue_size", "7"), ("async_logging", "true"), ("typo_key", "1")]),
             0,
         )
         .unwrap();
@@ -280,7 +282,7 @@ mod tests {
         assert!(!snapshot.contains_key("keystore_pass"));
         assert_eq!(
             config.notices,
-            vec![Notice::NotInEffect("keystore_pass".into()), Notice::Unknown("typo_key".into()), Notice::NotInEffect("workflow_store".into())]
+            vec![Notice::NotInEffect("async_logging".into()), Notice::NotInEffect("keystore_pass".into()), Notice::Unknown("typo_key".into())]
         );
     }
 

@@ -67,6 +67,9 @@ pub fn apply_command_line(props: &mut BTreeMap<String, String>, cli: &CliOverrid
     if let Some(store) = &cli.model_store {
         props.insert("model_store".into(), store.to_string_lossy().into_owned());
     }
+    if let Some(store) = &cli.workflow_store {
+        props.insert("workflow_store".into(), store.to_string_lossy().into_owned());
+    }
     if !cli.models.is_empty() {
         props.insert("load_models".into(), cli.models.join(","));
     }

@@ -48,7 +48,11 @@ fn key_for(api: Api, method: &Method, path: &str) -> Option<TokenKind> {
 
 /// On a listener serving both APIs: which requests are management's.
 fn is_management_path(method: &Method, path: &str) -> bool {
-    path == "/models" || path.starts_with("/models/") || (method == Method::GET && path.starts_with("/v1/models/") && !path.contains(':'))
+    path == "/models"
+        || path.starts_with("/models/")
+        || path == "/workflows"
+        || path.starts_with("/workflows/")
+        || (method == Method::GET && path.starts_with("/v1/models/") && !path.contains(':'))
 }
 
 #[cfg(test)]
@@ -66,5 +70,7 @@ mod tests {
         assert_eq!(key_for(Api::Metrics, &Method::GET, "/metrics"), None);
         assert_eq!(key_for(Api::Both, &Method::GET, "/models/mlp"), Some(TokenKind::Management));
         assert_eq!(key_for(Api::Both, &Method::POST, "/predictions/mlp"), Some(TokenKind::Inference));
+        assert_eq!(key_for(Api::Both, &Method::GET, "/workflows/wf"), Some(TokenKind::Management));
+        assert_eq!(key_for(Api::Both, &Method::POST, "/wfpredict/wf"), Some(TokenKind::Inference));
     }
 }

@@ -28,6 +28,8 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
                 .route(web::route().guard(guard::Options()).to(model_api))
                 .route(web::route().to(predict)),
         )
+        // Workflows take predictions by any method, as TorchServe's (`curl -T` sends PUT).
+        .route("/wfpredict/{name}", web::route().to(workflow_predict))
         // TorchServe 0.12: segments after the version reach the handler as the request header
         // `url_path` (how its OpenAI-style LLM routes, `.../v1/chat/completions`, work).
         .service(
@@ -120,6 +122,21 @@ fn respond_streamed(head: Prediction, rest: AnswerStream, request_id: &str) -> H
         Some((part.map(|p| p.body.into_bytes()).map_err(ApiError::from), rest))
     });
     response.streaming(first.chain(more))
+}
+
+async fn workflow_predict(
+    request: HttpRequest,
+    name: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let input = payload::read_request(&request, body, state.body_limits).await?;
+    let request_id = input.id.clone();
+    let prediction = tokio::select! {
+        prediction = state.models.predict_workflow(&name, input) => prediction?,
+        _ = disconnect::client_gone(&request) => return Err(ApiError::ClientGone),
+    };
+    Ok(respond(prediction, &request_id))
 }
 
 /// `OPTIONS /predictions/{model}[/{version}]`: the model's prediction API, as TorchServe

@@ -37,6 +37,8 @@ pub enum ServiceError {
         model: String,
         version: Option<String>,
     },
+    #[error(transparent)]
+    Workflow(#[from] crate::workflow::WorkflowError),
     /// An actor did not answer in time, or is gone (the server is stopping).
     #[error("Server is busy or stopping: {0}")]
     Unavailable(String),
@@ -61,6 +63,7 @@ impl ErrorCode for ServiceError {
             ServiceError::BadRequest(_) | ServiceError::UnsupportedModelConfig { .. } => Code::BadRequest,
             ServiceError::WorkersFailed { .. } => Code::Internal,
             ServiceError::Unavailable(_) => Code::ServiceUnavailable,
+            ServiceError::Workflow(e) => e.code(),
         }
     }
 }

@@ -35,6 +35,10 @@ pub fn unregistered(model: &str) -> String {
     format!("Model \"{model}\" unregistered")
 }
 
+pub fn workflow_unregistered(name: &str) -> String {
+    format!("Workflow \"{name}\" unregistered")
+}
+
 pub fn default_set(model: &str, version: &str) -> String {
     format!("Default version successfully updated for model \"{model}\" to \"{version}\"")
 }

@@ -10,6 +10,7 @@ mod metadata;
 mod python;
 mod register;
 mod startup;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use describe::DescribeModel;
 pub use error::ServiceError;
 pub use metadata::{ModelInfo, ModelMetadata, TensorMetadata};
 pub use register::{RegisterRequest, Registered};
+pub use workflows::RegisterWorkflow;
 pub use crate::actors::VersionSelector;
 
 /// A prediction's answer: whole, or streamed by a handler that sends intermediate answers.
@@ -117,6 +119,7 @@ struct Inner {
     registry: SharedRegistry,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+    workflows: workflows::Workflows,
 }
 
 impl Models {
@@ -133,6 +136,7 @@ impl Models {
                 registry,
                 config,
                 metrics,
+                workflows: workflows::Workflows::default(),
             }),
         }
     }

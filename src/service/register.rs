@@ -35,6 +35,10 @@ pub struct RegisterRequest {
     pub make_default: bool,
     /// Write a config snapshot after it (not at start-up: the start-up snapshot covers all).
     pub snapshot: bool,
+    /// An archive the server prepared (a workflow's function node) instead of `url`.
+    pub prepared: Option<ModelArchive>,
+    /// A node of a workflow (kept out of snapshots).
+    pub in_workflow: bool,
 }
 
 impl RegisterRequest {
@@ -51,6 +55,8 @@ impl RegisterRequest {
             at_startup: false,
             make_default: false,
             snapshot: true,
+            prepared: None,
+            in_workflow: false,
         }
     }
 }
@@ -129,12 +135,23 @@ fn build_spec(
     if let Some(name) = &request.name {
         check_name("model name", name)?;
     }
+    if let Some(archive) = request.prepared.clone() {
+        let origin = ModelOrigin {
+            url: request.url.clone(),
+            in_workflow: request.in_workflow,
+            ..ModelOrigin::default()
+        };
+        let mut spec = spec_from_archive(archive, &request, origin, config)?;
+        spec.metrics = metrics.for_model(&spec.name, &spec.version);
+        return Ok(spec);
+    }
     let entry = fetch_into_store(store, &request.url, &config.security.allowed_urls, config.models.archive_limits.max_bytes)?;
     let origin = ModelOrigin {
         url: request.url.clone(),
         store_name: entry.name.clone(),
         loaded_at_startup: request.at_startup,
         downloaded: entry.downloaded.clone(),
+        in_workflow: request.in_workflow,
     };
     let spec = ModelArchive::open(store, &entry.name, config.models.archive_limits)
         .map_err(ServiceError::from)

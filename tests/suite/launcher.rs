@@ -109,7 +109,7 @@ fn flags_and_keys_without_effect_are_named_at_start_up() {
     .to_vec();
     let server = crate::helpers::TestServer::spawn_in(dir.path(), &args).unwrap_or_else(|(_, output)| panic!("{output}"));
     let output = server.output_when(|o| o.contains("without effect in tserve") && o.contains("job_queue_sise"));
-    assert!(output.contains("accepted for compatibility, without effect in tserve: --workflow-store, --plugins-path"), "{output}");
+    assert!(output.contains("accepted for compatibility, without effect in tserve: --plugins-path"), "{output}");
     assert!(output.contains("config key netty_client_threads is a TorchServe setting tserve does not apply yet"), "{output}");
     assert!(output.contains("unknown config key job_queue_sise; ignored"), "{output}");
     assert_eq!(Reply::from(ureq::get(&format!("{}/ping", server.base_url)).call()).status, 200);

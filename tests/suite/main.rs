@@ -10,6 +10,7 @@ mod grpc;
 mod hostile;
 mod kserve;
 mod launcher;
+mod workflows;
 mod management;
 mod model;
 mod monitoring;

@@ -7,6 +7,7 @@ mod params;
 mod register;
 mod token;
 mod workers;
+mod workflows;
 
 use actix_web::http::StatusCode;
 use actix_web::{guard, web, HttpResponse};
@@ -41,6 +42,18 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/models/{model}/{version}/set-default")
             .route(web::put().to(models::set_default))
+            .route(web::route().to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/workflows")
+            .route(web::get().to(workflows::list))
+            .route(web::post().to(workflows::register))
+            .route(web::route().to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/workflows/{name}")
+            .route(web::get().to(workflows::describe))
+            .route(web::delete().to(workflows::unregister))
             .route(web::route().to(method_not_allowed)),
     )
     .service(

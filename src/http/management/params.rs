@@ -52,6 +52,11 @@ impl Params {
         self.0.get(key).map(String::as_str)
     }
 
+    /// A number above 0, or unset.
+    pub fn positive(&self, key: &str) -> Option<u64> {
+        self.int(key).filter(|&v| v > 0).map(|v| v as u64)
+    }
+
     fn int(&self, key: &str) -> Option<i64> {
         self.text(key).and_then(|v| v.trim().parse().ok())
     }
