@@ -61,7 +61,7 @@ pub struct ModelConfig {
 }
 
 /// One tensor as a model config declares it, in OIP's terms.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeclaredTensor {
     pub name: String,

@@ -89,13 +89,8 @@ impl GrpcInferenceService for OpenInference {
             .call("inference.GRPCInferenceService/ModelMetadata", request, |request| async move {
                 let metadata = models.metadata(&target(&request.name, &request.version, "model_name")?).await?;
                 let tensors = |list: Vec<crate::service::TensorMetadata>| {
-                    list.into_iter()
-                        .map(|t| TensorMetadata {
-                            name: t.name,
-                            datatype: t.datatype,
-                            shape: t.shape,
-                        })
-                        .collect()
+                    let proto = |t: crate::service::TensorMetadata| TensorMetadata { name: t.name, datatype: t.datatype, shape: t.shape };
+                    list.into_iter().map(proto).collect()
                 };
                 Ok(ModelMetadataResponse {
                     name: metadata.name,

@@ -49,14 +49,9 @@ impl ModelInfo {
     }
 }
 
-/// An input or output as model metadata describes it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct TensorMetadata {
-    pub name: String,
-    pub datatype: String,
-    /// -1 marks a dimension that is not known.
-    pub shape: Vec<i64>,
-}
+/// An input or output as model metadata describes it: the shape a model config declares
+/// (-1 marks a dimension that is not known).
+pub use crate::archive::DeclaredTensor as TensorMetadata;
 
 /// OIP's model metadata response.
 #[derive(Debug, Clone, Serialize)]
@@ -80,17 +75,8 @@ pub async fn metadata(info: ModelInfo) -> ModelMetadata {
         true => "pytorch_torchscript",
         false => "pytorch_python",
     };
-    let declared = |list: Vec<crate::archive::DeclaredTensor>| {
-        list.into_iter()
-            .map(|t| TensorMetadata {
-                name: t.name,
-                datatype: t.datatype,
-                shape: t.shape,
-            })
-            .collect()
-    };
     let (inputs, outputs) = match (info.declared, info.serialized_file) {
-        (Some(tensors), _) => (declared(tensors.inputs), declared(tensors.outputs)),
+        (Some(tensors), _) => (tensors.inputs, tensors.outputs),
         (None, Some(file)) => {
             let signature = tokio::task::spawn_blocking(move || forward_signature(&file)).await.ok().flatten();
             let (inputs, outputs) = match signature {

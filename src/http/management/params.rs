@@ -28,6 +28,24 @@ impl Params {
         Self(map)
     }
 
+    /// A management call's parameters: its JSON body's keys when it sends
+    /// `application/json` (as TorchServe's register calls may), else its query string.
+    pub async fn from_request(
+        request: &HttpRequest,
+        body: actix_web::web::Payload,
+        limits: crate::http::payload::BodyLimits,
+    ) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        match is_json {
+            true => Self::from_json(&crate::http::payload::read_body(request, body, limits).await?),
+            false => Ok(Self::from_query(request)),
+        }
+    }
+
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;

@@ -1,11 +1,11 @@
 //! `POST /models`: register a model version from the store or a URL.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::params::{Params, RegisterParams};
 use super::status;
-use crate::http::{payload, ApiError, AppState};
+use crate::http::{ApiError, AppState};
 use crate::service::{messages, Registered};
 
 pub async fn register(
@@ -16,16 +16,7 @@ pub async fn register(
     if !state.enable_model_api {
         return Err(ApiError::MethodNotAllowed);
     }
-    let is_json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let params = if is_json {
-        Params::from_json(&payload::read_body(&request, body, state.body_limits).await?)?
-    } else {
-        Params::from_query(&request)
-    };
+    let params = Params::from_request(&request, body, state.body_limits).await?;
     let params = RegisterParams::parse(&params)?;
     let configured_workers = state.models.config().models.configured_workers;
     let registered = state.models.register(params.into_request(configured_workers)).await?;

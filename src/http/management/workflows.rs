@@ -7,20 +7,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::params::{ListParams, Params};
 use super::{json_response, status};
-use crate::http::{payload, ApiError, AppState};
+use crate::http::{ApiError, AppState};
 use crate::service::RegisterWorkflow;
 
 pub async fn register(request: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let is_json = request
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let params = if is_json {
-        Params::from_json(&payload::read_body(&request, body, state.body_limits).await?)?
-    } else {
-        Params::from_query(&request)
-    };
+    let params = Params::from_request(&request, body, state.body_limits).await?;
     let seconds = |key: &str| params.positive(key).map(std::time::Duration::from_secs);
     let registration = RegisterWorkflow {
         url: params.text("url").unwrap_or_default().to_string(),
