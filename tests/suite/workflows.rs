@@ -1,13 +1,33 @@
 //! Workflows as TorchServe 0.12 serves them: `.war` archives made by torch-workflow-archiver,
-//! registered through `/workflows`, run through `/wfpredict`, their nodes ordinary models.
+//! registered through `/workflows`, run through `/wfpredict`, their nodes ordinary models; the
+//! answers compared with TorchServe's own, recorded once (`recorded/torchserve_workflows.json`,
+//! by `tests/fixtures/record_torchserve_workflows.py`).
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_close, mlp_cases, TestServer};
+use crate::helpers::{assert_close, mlp_cases, repo_root, Reply, TestServer};
 
 fn served() -> TestServer {
-    let archives = ["wf_seq.war", "wf_par.war", "wf_cycle.war", "wf_unknown.war", "wf_two_starts.war", "mlp.mar", "mlp_v2.mar"];
+    let archives = [
+        "wf_seq.war", "wf_par.war", "wf_native.war", "wf_cycle.war", "wf_unknown.war", "wf_two_starts.war",
+        "py_mlp.mar", "mlp.mar", "mlp_v2.mar",
+    ];
     TestServer::launch(&archives, &[], "")
+}
+
+/// What TorchServe 0.12.0 answered for the same archives and input.
+fn torchserve() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/recorded/torchserve_workflows.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A workflow prediction of a JSON body, as the recording sent it.
+fn predict(server: &TestServer, workflow: &str, body: &Value) -> Reply {
+    Reply::from(
+        ureq::post(&server.url(&format!("/wfpredict/{workflow}")))
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string()),
+    )
 }
 
 /// An MLP case of the fixtures (its input row and the model's output) whose first element is
@@ -22,10 +42,11 @@ fn register(server: &TestServer, war: &str) -> crate::helpers::Reply {
 }
 
 #[test]
-fn a_sequential_workflow_runs_function_model_function() {
+fn a_sequential_workflow_answers_as_torchserve() {
     let server = served();
+    let recorded = torchserve();
     let reply = register(&server, "wf_seq.war");
-    assert_eq!((reply.status, reply.json()), (200, json!({"status": "Workflow wf_seq has been registered and scaled successfully."})));
+    assert_eq!((reply.status, reply.json()), (200, recorded["wf_seq"]["register"][1].clone()));
     // Each node is a model of its own, named as TorchServe names it.
     let models: Vec<String> = server.manage("GET", "/models").json()["models"]
         .as_array()
@@ -34,32 +55,38 @@ fn a_sequential_workflow_runs_function_model_function() {
         .map(|m| m["modelName"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(models, ["wf_seq__mlp", "wf_seq__post_processing", "wf_seq__pre_processing"]);
-    let (input, output) = mlp_case();
-    let reply = server.request("PUT", "/wfpredict/wf_seq", serde_json::to_string(&input).unwrap().as_bytes());
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.header("content-type"), Some("application/json"));
-    let answer = reply.json();
-    assert_close(&answer["scores"], &output, 1e-5);
-    let scores: Vec<f64> = output.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap();
-    assert_eq!(answer["best"], best);
-    // A node that fails on every try fails the workflow, naming the node.
-    let (kind, message) = server.post("/wfpredict/wf_seq", b"[1, 2]").error(500);
+    let reply = predict(&server, "wf_seq", &recorded["input"]);
+    assert_eq!((reply.status, reply.header("content-type")), (200, Some("application/json")));
+    assert_eq!(reply.body, recorded["wf_seq"]["body"].as_str().unwrap(), "TorchServe's bytes");
+    // A node that fails on every try fails the workflow, naming the node, as in TorchServe.
+    let (kind, message) = predict(&server, "wf_seq", &json!([1, 2])).error(500);
     assert_eq!(kind, "InternalServerException");
-    assert!(message.starts_with("Error executing mlp"), "{message}");
+    assert!(message.starts_with(recorded["wf_seq_bad_input"][1]["message"].as_str().unwrap()), "{message}");
 }
 
 #[test]
-fn a_parallel_workflow_fans_out_and_back_in() {
+fn a_parallel_workflow_fans_out_and_back_in_as_torchserve() {
     let server = served();
+    let recorded = torchserve();
     assert_eq!(register(&server, "wf_par.war").status, 200);
+    let reply = predict(&server, "wf_par", &recorded["input"]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, recorded["wf_par"]["body"].as_str().unwrap(), "TorchServe's bytes");
+}
+
+/// The same fan-out over tserve's native models, which take the bytes workflow nodes get (the
+/// built-in handler under TorchServe cannot).
+#[test]
+fn native_models_serve_as_workflow_nodes() {
+    let server = served();
+    assert_eq!(register(&server, "wf_native.war").status, 200);
     let (input, output) = mlp_case();
-    let reply = server.post("/wfpredict/wf_par", serde_json::to_string(&input).unwrap().as_bytes());
+    let reply = predict(&server, "wf_native", &input);
     assert_eq!(reply.status, 200, "{}", reply.body);
     let answer = reply.json();
-    assert_close(&answer["mlp"], &output, 1e-5);
+    assert_close(&answer["m1"], &output, 1e-5);
     let doubled: Vec<f64> = input.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() * 2.0).collect();
-    assert_close(&answer["doubled"], &json!(doubled), 1e-5);
+    assert_close(&answer["m2"], &json!(doubled), 1e-5);
 }
 
 #[test]
@@ -69,15 +96,11 @@ fn the_workflow_api_lists_describes_and_unregisters() {
     let reply = register(&server, "wf_seq.war");
     let (kind, message) = reply.error(409);
     assert_eq!((kind.as_str(), message.as_str()), ("ConflictStatusException", "Workflow wf_seq is already registered."));
-    let list = server.manage("GET", "/workflows").json();
-    assert_eq!(list, json!({"workflows": [{"workflowName": "wf_seq", "workflowUrl": "wf_seq.war"}]}));
-    let described = server.manage("GET", "/workflows/wf_seq").json();
-    assert_eq!(
-        described,
-        json!([{"workflowName": "wf_seq", "workflowUrl": "wf_seq.war", "minWorkers": 1, "maxWorkers": 1,
-                "batchSize": 1, "maxBatchDelay": 10,
-                "workflowDag": "{pre_processing=[mlp], mlp=[post_processing]}"}])
-    );
+    assert_eq!(register(&server, "wf_par.war").status, 200);
+    let recorded = torchserve();
+    assert_eq!(server.manage("GET", "/workflows").json(), recorded["list"]);
+    assert_eq!(server.manage("GET", "/workflows/wf_seq").json(), recorded["describe_wf_seq"]);
+    assert_eq!(server.manage("DELETE", "/workflows/wf_par").status, 200);
     let reply = server.manage("DELETE", "/workflows/wf_seq");
     assert_eq!((reply.status, reply.json()), (200, json!({"status": "Workflow \"wf_seq\" unregistered"})));
     assert_eq!(server.manage("GET", "/models").json()["models"], json!([]), "its node models went with it");
