@@ -61,6 +61,9 @@ pub struct PythonSpec {
     pub limit_max_image_pixels: bool,
     /// `decode_input_request`: JSON and text inputs reach the handler decoded.
     pub decode_input_request: bool,
+    /// The model config's `asyncCommunication`: the worker runs TorchServe's `--async` service
+    /// and holds many requests at once.
+    pub async_communication: bool,
 }
 
 pub struct ModelSpec {

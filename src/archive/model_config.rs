@@ -51,6 +51,9 @@ pub struct ModelConfig {
     /// `useJobTicket`: a request is accepted only when a worker is free to take it at once,
     /// and otherwise refused with 503 rather than queued.
     pub use_job_ticket: bool,
+    /// `asyncCommunication`: a Python worker takes requests while others are in flight (its
+    /// handler is a coroutine, run by TorchServe's `AsyncService`).
+    pub async_communication: bool,
     /// Keys that ask for a feature tserve does not support yet, in the file's order.
     pub unsupported: Vec<String>,
     /// Every other top-level key (`handler:`, `pt2:`, ...), for the handler, untouched.
@@ -114,7 +117,7 @@ fn asks_for_unsupported_feature(name: &str, value: &Value) -> bool {
         "parallelType" => value.as_str().is_some_and(|kind| !kind.trim().is_empty()),
         "torchrun" => !value.is_null(),
         "parallelLevel" => above(value, 1),
-        "continuousBatching" | "sequenceBatching" | "useVenv" | "asyncCommunication" => on(value),
+        "continuousBatching" | "sequenceBatching" | "useVenv" => on(value),
         "sequenceMaxIdleMSec" | "sequenceTimeoutMSec" => above(value, 0),
         "maxSequenceJobQueueSize" | "maxNumSequence" => above(value, 1),
         _ => false,
@@ -188,6 +191,7 @@ impl ModelConfig {
                         non_negative(name, &value).map(|s| Duration::from_secs(s as u64))
                 }
                 "useJobTicket" => config.use_job_ticket = value.as_bool().unwrap_or(false),
+                "asyncCommunication" => config.async_communication = value.as_bool().unwrap_or(false),
                 "clientTimeoutInMills" => {
                     config.client_timeout =
                         non_negative(name, &value).filter(|&ms| ms > 0).map(|ms| millis(ms as u64))

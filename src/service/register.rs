@@ -203,7 +203,7 @@ fn spec_from_archive(
     let max_image_pixels = config.models.limit_max_image_pixels.then_some(crate::handlers::image::MAX_IMAGE_PIXELS);
     let backend = match native_backend(&archive, handler.as_deref(), &yaml, max_image_pixels) {
         Some(backend) => backend,
-        None => python_backend(&archive, &name, handler, config)?,
+        None => python_backend(&archive, &name, handler, yaml.async_communication, config)?,
     };
     let mut spec = ModelSpec::with_backend(&name, &version, archive.dir.clone(), backend, settings);
     spec.runtime = request
@@ -270,6 +270,7 @@ fn python_backend(
     archive: &ModelArchive,
     name: &str,
     handler: Option<String>,
+    async_communication: bool,
     config: &Config,
 ) -> Result<BackendSpec, ServiceError> {
     let env = python::probe(&config.python.python).map_err(|reason| ServiceError::PythonUnavailable {
@@ -294,6 +295,7 @@ fn python_backend(
         envelope: config.python.envelope.name().to_string(),
         limit_max_image_pixels: config.models.limit_max_image_pixels,
         decode_input_request: config.python.decode_input_request,
+        async_communication,
     }))
 }
 

@@ -386,10 +386,10 @@ fn torchserves_answers_for_no_workers_empty_urls_zero_startup_timeouts_and_trail
 
 #[test]
 fn model_configs_asking_for_features_tserve_lacks_are_refused_naming_the_key() {
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 10] = [
         "parallelType", "parallelLevel", "torchrun", "continuousBatching", "sequenceBatching",
         "sequenceMaxIdleMSec", "sequenceTimeoutMSec", "maxSequenceJobQueueSize", "maxNumSequence",
-        "useVenv", "asyncCommunication",
+        "useVenv",
     ];
     let archives: Vec<String> = KEYS.iter().map(|key| format!("unsupported_{key}.mar")).collect();
     let mut store: Vec<&str> = archives.iter().map(String::as_str).collect();

@@ -510,3 +510,25 @@ fn response_timeout_applies_to_the_gap_between_parts() {
     let reply = post_text(&server, "/predictions/py_stream", "stream");
     assert_eq!((reply.status, reply.body.as_str()), (200, "part 0part 1part 2done"));
 }
+
+/// `asyncCommunication: true`: one Python worker (TorchServe's `AsyncService`) holds several
+/// requests at once; each still gets its own answer.
+#[test]
+fn an_async_worker_holds_many_requests_at_once() {
+    let server = &TestServer::start(&["py_async.mar"], "");
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..4)
+            .map(|i| scope.spawn(move || post_text(server, "/predictions/py_async", &format!("request {i}"))))
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).map(|reply| {
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            reply.json()
+        }).collect()
+    });
+    let pids: BTreeSet<String> = answers.iter().map(|a| a["pid"].to_string()).collect();
+    assert_eq!(pids.len(), 1, "one worker process: {answers:?}");
+    // Every request started before any finished: they were in the handler together.
+    let latest_start = answers.iter().map(|a| a["started"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    let earliest_end = answers.iter().map(|a| a["finished"].as_f64().unwrap()).fold(f64::MAX, f64::min);
+    assert!(latest_start < earliest_end, "{answers:?}");
+}

@@ -15,6 +15,7 @@
 //! native workers do, unless the user sized them in tserve's environment.
 
 mod codec;
+mod concurrent;
 mod output;
 mod step;
 
@@ -57,6 +58,9 @@ pub struct PythonBackend {
     metrics: Arc<Metrics>,
     child: Option<Child>,
     connection: Option<Connection>,
+    /// `asyncCommunication`: the requests in flight, and the connection's writing end.
+    concurrent: Option<(Arc<concurrent::InFlight>, BufWriter<UnixStream>)>,
+    response_timeout: Duration,
 }
 
 struct Connection {
@@ -78,6 +82,8 @@ impl PythonBackend {
             metrics: model.metrics.metrics().clone(),
             child: None,
             connection: None,
+            concurrent: None,
+            response_timeout: model.settings.response_timeout,
         }
     }
 
@@ -99,6 +105,7 @@ impl PythonBackend {
             .arg(socket)
             .arg("--metrics-config")
             .arg(&self.spec.metrics_config)
+            .args(self.spec.async_communication.then_some("--async"))
             .current_dir(&self.model_dir)
             .env("PYTHONPATH", python_path.join(":"))
             .env("TS_DECODE_INPUT_REQUEST", self.spec.decode_input_request.to_string())
@@ -278,11 +285,27 @@ impl Backend for PythonBackend {
             return Err(self.load_failed(format!("{} {}", response.code, response.message)));
         }
         log::info!("{}: model loaded by Python worker pid {} in {:?}", self.name, child_pid_of(&self.child), started.elapsed());
-        self.connection = Some(connection);
+        if self.spec.async_communication {
+            let Connection { reader, writer } = connection;
+            let in_flight = concurrent::InFlight::start(self.name.clone(), reader, self.response_timeout)
+                .map_err(|e| self.load_failed(format!("cannot start the reply reader: {e}")))?;
+            self.concurrent = Some((in_flight, writer));
+        } else {
+            self.connection = Some(connection);
+        }
         Ok(())
     }
 
     fn run(&mut self, jobs: Vec<Job>) -> Result<Duration, WorkerExit> {
+        if let Some((in_flight, writer)) = self.concurrent.as_mut() {
+            // Sent and left in flight: the reader answers them as their replies come.
+            let frame = codec::encode_inference(jobs.iter().map(|job| &job.request));
+            in_flight.add(jobs);
+            return match codec::send(writer, &frame) {
+                Ok(()) => Ok(Duration::ZERO),
+                Err(error) => Err(WorkerExit::ProcessEnded(format!("the Python worker's connection broke: {error}"))),
+            };
+        }
         let Some(connection) = self.connection.as_mut() else {
             return Err(WorkerExit::ProcessEnded("no connection to the Python worker".into()));
         };
@@ -324,6 +347,12 @@ impl Backend for PythonBackend {
     /// request (a handler writing to its socket itself), and a closed connection means the
     /// process ended while idle. Either way the batch, not yet sent, goes to another worker.
     fn ready(&mut self) -> Result<(), WorkerExit> {
+        if let Some((in_flight, _)) = &self.concurrent {
+            return match in_flight.is_alive() {
+                true => Ok(()),
+                false => Err(WorkerExit::ProcessEnded("the asynchronous Python worker's connection ended".into())),
+            };
+        }
         let Some(connection) = self.connection.as_mut() else {
             return Err(WorkerExit::ProcessEnded("no connection to the Python worker".into()));
         };
