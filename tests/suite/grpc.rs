@@ -6,21 +6,10 @@ use std::process::Command;
 
 use crate::helpers::{fixture, repo_root, TestServer};
 
-/// The gRPC management listener's `host:port`, from its bind line.
-fn grpc_management_address(server: &TestServer) -> String {
-    let output = server.output_when(|o| o.contains("gRPC Management API bound to "));
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix("gRPC Management API bound to "))
-        .and_then(|url| url.split_once("://"))
-        .map(|(_, address)| address.trim().to_string())
-        .unwrap_or_else(|| panic!("no gRPC management listener:\n{output}"))
-}
-
 /// Runs one check of the client script; panics with its output if it fails.
 fn check(server: &TestServer, name: &str, extra: &[&str]) -> String {
     let inference = server.grpc_address();
-    let management = grpc_management_address(server);
+    let management = server.grpc_api_address("Management");
     let output = Command::new(repo_root().join(".venv/bin/python"))
         .arg(repo_root().join("tests/fixtures/torchserve_grpc.py"))
         .args([name, &inference, &management, &server.base_url])

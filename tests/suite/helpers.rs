@@ -165,13 +165,19 @@ impl TestServer {
 
     /// The gRPC inference listener's `host:port`, from its bind line.
     pub fn grpc_address(&self) -> String {
-        let output = self.output_when(|o| o.contains("gRPC Inference API bound to "));
+        self.grpc_api_address("Inference")
+    }
+
+    /// A gRPC listener's `host:port` (`api`: `Inference` or `Management`), from its bind line.
+    pub fn grpc_api_address(&self, api: &str) -> String {
+        let prefix = format!("gRPC {api} API bound to ");
+        let output = self.output_when(|o| o.contains(&prefix));
         output
             .lines()
-            .find_map(|line| line.strip_prefix("gRPC Inference API bound to "))
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
             .and_then(|url| url.split_once("://"))
             .map(|(_, address)| address.trim().to_string())
-            .unwrap_or_else(|| panic!("no gRPC listener:\n{output}"))
+            .unwrap_or_else(|| panic!("no gRPC {api} listener:\n{output}"))
     }
 
     /// The folder the server runs in (its logs are under `logs/`).
