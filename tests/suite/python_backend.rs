@@ -532,3 +532,18 @@ fn an_async_worker_holds_many_requests_at_once() {
     let earliest_end = answers.iter().map(|a| a["finished"].as_f64().unwrap()).fold(f64::MAX, f64::min);
     assert!(latest_start < earliest_end, "{answers:?}");
 }
+
+/// An asynchronous worker's request past `responseTimeout` gets `Worker died.`; the worker goes
+/// on serving the others (its late reply, when it comes, is dropped).
+#[test]
+fn an_async_request_past_its_response_timeout_is_answered_and_the_worker_serves_on() {
+    let server = TestServer::launch(&["py_async.mar"], &[], "enable_model_api=true");
+    let reply = server.manage("POST", "/models?url=py_async.mar&initial_workers=1&synchronous=true&response_timeout=1");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (kind, message) = post_text(&server, "/predictions/py_async", "slow").error(500);
+    assert_eq!((kind.as_str(), message.as_str()), ("InternalServerException", "Worker died."));
+    let pid = post_text(&server, "/predictions/py_async", "quick").json()["pid"].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    let again = post_text(&server, "/predictions/py_async", "quick");
+    assert_eq!((again.status, &again.json()["pid"]), (200, &pid), "the same process, still in step");
+}
