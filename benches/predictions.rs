@@ -209,6 +209,11 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
             ("OIP infer, binary tensor in and out", "/v2/models/mlp_bench/infer", &oip_binary, "application/octet-stream", &length),
             ("KServe v1 :predict, one instance", "/v1/models/mlp_bench:predict", &v1, "application/json", &[]),
         ];
+        // gRPC load needs nghttp2's h2load; without it those rows are left out, and said so.
+        let h2load_present = Command::new("h2load").arg("--version").output().is_ok();
+        if !h2load_present {
+            println!("(gRPC rows skipped: no h2load; apt-get install nghttp2-client)");
+        }
         let grpc_body = dir.path().join("oip.grpc");
         std::fs::write(&grpc_body, grpc_infer_body("mlp_bench", &sample)).unwrap();
         let torchserve_body = dir.path().join("predictions.grpc");
@@ -217,6 +222,9 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
             for (label, path, body, content_type, headers) in doors {
                 let run = wrk_with(&server.url(path), body, content_type, headers, clients, seconds);
                 run.print("MLP, KServe/OIP", label, clients, ceiling.map(|c| run.requests_per_second / c));
+            }
+            if !h2load_present {
+                continue;
             }
             let url = format!("http://{}/inference.GRPCInferenceService/ModelInfer", server.grpc_address());
             let run = h2load(&url, &grpc_body, clients, seconds);

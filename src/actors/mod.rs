@@ -57,10 +57,11 @@ pub struct Job {
 /// waits too (back-pressure: a stream is never buffered without bound).
 pub const PARTS_BUFFERED: usize = 8;
 
-/// The receiving ends of a streaming job: its intermediate answers, then its last one.
+/// The receiving ends of a job: its intermediate answers (for a backend that can stream), then
+/// its last one.
 #[derive(Debug)]
 pub struct Answers {
-    pub parts: mpsc::Receiver<Prediction>,
+    pub parts: Option<mpsc::Receiver<Prediction>>,
     pub last: oneshot::Receiver<JobResult>,
 }
 
@@ -69,12 +70,17 @@ impl Job {
         Self::with_parts(request, None)
     }
 
-    /// A job whose handler may stream (`send_intermediate_predict_response`): its intermediate
-    /// answers come on [`Answers::parts`], at most [`PARTS_BUFFERED`] ahead of the client.
-    pub fn streaming(request: InferenceRequest) -> (Self, Answers) {
+    /// A job whose handler may stream (`send_intermediate_predict_response`) when `streams`:
+    /// its intermediate answers come on [`Answers::parts`], at most [`PARTS_BUFFERED`] ahead of
+    /// the client. A backend that cannot stream (native models) gets no parts channel.
+    pub fn with_answers(request: InferenceRequest, streams: bool) -> (Self, Answers) {
+        if !streams {
+            let (job, last) = Self::with_parts(request, None);
+            return (job, Answers { parts: None, last });
+        }
         let (sender, parts) = mpsc::channel(PARTS_BUFFERED);
         let (job, last) = Self::with_parts(request, Some(sender));
-        (job, Answers { parts, last })
+        (job, Answers { parts: Some(parts), last })
     }
 
     fn with_parts(request: InferenceRequest, parts: Option<mpsc::Sender<Prediction>>) -> (Self, oneshot::Receiver<JobResult>) {
@@ -188,23 +194,24 @@ mod tests {
 
     #[test]
     fn parts_come_in_order_before_the_last_answer_and_end_with_it() {
-        let (job, mut answers) = Job::streaming(InferenceRequest::default());
+        let (job, answers) = Job::with_answers(InferenceRequest::default(), true);
+        let (mut parts, mut last) = (answers.parts.unwrap(), answers.last);
         assert_eq!(job.reply.send_part(part("a")), PartSent::Delivered);
         assert_eq!(job.reply.send_part(part("b")), PartSent::Delivered);
         assert!(job.reply.last_part_at().is_some(), "a streaming batch shows it is alive");
         job.reply.send(Ok(part("last")));
         assert_eq!(job.reply.send_part(part("late")), PartSent::Dropped, "nothing after the last answer");
-        let bodies: Vec<String> = std::iter::from_fn(|| answers.parts.try_recv().ok())
+        let bodies: Vec<String> = std::iter::from_fn(|| parts.try_recv().ok())
             .map(|p| String::from_utf8(p.body.into_bytes().to_vec()).unwrap())
             .collect();
         assert_eq!(bodies, ["\"a\"\n", "\"b\"\n"]);
-        assert!(answers.parts.is_closed(), "the last answer closes the parts");
-        assert!(matches!(answers.last.try_recv(), Ok(Ok(_))));
+        assert!(parts.is_closed(), "the last answer closes the parts");
+        assert!(matches!(last.try_recv(), Ok(Ok(_))));
     }
 
     #[test]
     fn a_client_that_left_takes_no_parts_and_a_job_that_does_not_stream_drops_them() {
-        let (job, answers) = Job::streaming(InferenceRequest::default());
+        let (job, answers) = Job::with_answers(InferenceRequest::default(), true);
         drop(answers);
         assert_eq!(job.reply.send_part(part("a")), PartSent::Dropped);
         assert!(job.is_abandoned());

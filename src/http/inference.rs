@@ -100,10 +100,7 @@ async fn predict_target(
         input.headers.push(("url_path".into(), url_path));
     }
     let request_id = input.id.clone();
-    let answer = tokio::select! {
-        answer = state.models.predict_streaming(target, input) => answer?,
-        _ = disconnect::client_gone(&request) => return Err(ApiError::ClientGone),
-    };
+    let answer = unless_client_goes(&request, state.models.predict_streaming(target, input)).await?;
     Ok(match answer {
         Answer::Whole(prediction) => respond(prediction, &request_id),
         Answer::Streamed { head, rest } => respond_streamed(head, rest, &request_id),
@@ -132,10 +129,7 @@ async fn workflow_predict(
 ) -> Result<HttpResponse, ApiError> {
     let input = payload::read_request(&request, body, state.body_limits).await?;
     let request_id = input.id.clone();
-    let prediction = tokio::select! {
-        prediction = state.models.predict_workflow(&name, input) => prediction?,
-        _ = disconnect::client_gone(&request) => return Err(ApiError::ClientGone),
-    };
+    let prediction = unless_client_goes(&request, state.models.predict_workflow(&name, input)).await?;
     Ok(respond(prediction, &request_id))
 }
 
@@ -192,8 +186,17 @@ pub(super) async fn run(
     target: &Target,
     input: InferenceRequest,
 ) -> Result<Prediction, ApiError> {
+    unless_client_goes(request, state.models.predict(target, input)).await
+}
+
+/// Waits for `answer` while the client is there; if it goes first, dropping `answer` withdraws
+/// what it was waiting for (a queued job, a workflow's nodes).
+async fn unless_client_goes<T>(
+    request: &HttpRequest,
+    answer: impl std::future::Future<Output = Result<T, ServiceError>>,
+) -> Result<T, ApiError> {
     tokio::select! {
-        prediction = state.models.predict(target, input) => Ok(prediction?),
+        answer = answer => Ok(answer?),
         _ = disconnect::client_gone(request) => {
             log::debug!("client of {} went away before its answer", request.path());
             Err(ApiError::ClientGone)

@@ -43,26 +43,38 @@ pub fn default_set(model: &str, version: &str) -> String {
     format!("Default version successfully updated for model \"{model}\" to \"{version}\"")
 }
 
-/// One page of the model list, as TorchServe pages it: `start` is the offset a
-/// `nextPageToken` names, and a token is given whenever the page did not run past the end.
+/// One page of the model list, as TorchServe pages it.
 pub fn model_page(models: &[ModelSummary], limit: usize, start: usize) -> Value {
-    let start = start.min(models.len());
+    let entries: Vec<(&str, &str)> = models.iter().map(|m| (m.name.as_str(), m.url.as_str())).collect();
+    page(&entries, ("models", "modelName", "modelUrl"), limit, start)
+}
+
+/// One page of the workflow list, paged as the model list.
+pub fn workflow_page(workflows: &[(&str, &str)], limit: usize, start: usize) -> Value {
+    page(workflows, ("workflows", "workflowName", "workflowUrl"), limit, start)
+}
+
+/// A page of `(name, url)` entries under `list` as TorchServe pages its lists: `start` is the
+/// offset a `nextPageToken` names, and a token is given whenever the page did not run past the
+/// end.
+fn page(entries: &[(&str, &str)], (list, name_key, url_key): (&str, &str, &str), limit: usize, start: usize) -> Value {
+    let start = start.min(entries.len());
     let mut end = start.saturating_add(limit);
-    let next_page_token = if end > models.len() {
-        end = models.len();
+    let next_page_token = if end > entries.len() {
+        end = entries.len();
         None
     } else {
         Some(end.to_string())
     };
-    let page: Vec<Value> = models[start..end]
+    let page: Vec<Value> = entries[start..end]
         .iter()
-        .map(|model| json!({ "modelName": model.name, "modelUrl": model.url }))
+        .map(|(name, url)| json!({ name_key: name, url_key: url }))
         .collect();
     let mut body = Map::new();
     if let Some(token) = next_page_token {
         body.insert("nextPageToken".into(), Value::String(token));
     }
-    body.insert("models".into(), Value::Array(page));
+    body.insert(list.into(), Value::Array(page));
     Value::Object(body)
 }
 

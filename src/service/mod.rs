@@ -177,13 +177,18 @@ impl Models {
         let (answers, metrics) = {
             let registry = self.inner.registry.load();
             let entry = registry.lookup(&target.model, target.version.as_deref())?;
-            let (mut job, answers) = Job::streaming(request);
+            // Only Python handlers stream; a native job needs no parts channel.
+            let streams = matches!(entry.spec.backend, crate::actors::BackendSpec::Python(_));
+            let (mut job, answers) = Job::with_answers(request, streams);
             job.version_named = version_named;
             entry.queue.submit(job, version_named)?;
             (answers, entry.spec.metrics.clone())
         };
         let pending = Pending::new(metrics, version_named);
-        let Answers { mut parts, mut last } = answers;
+        let Answers { parts, mut last } = answers;
+        let Some(mut parts) = parts else {
+            return AnswerStream::finish(pending, last.await).map(Answer::Whole);
+        };
         // Bounded by construction: the manager answers every job it accepted, with `Worker
         // died.` once its batch overruns the response timeout (or, streaming, goes that long
         // without a part), or an error if it expires or the model loses its workers; a job

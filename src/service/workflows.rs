@@ -145,20 +145,8 @@ impl Models {
     /// Registered workflows, a page at a time, as the model list pages.
     pub fn workflows_page(&self, limit: usize, start: usize) -> Value {
         let registered = self.inner.workflows.registered.lock().unwrap_or_else(PoisonError::into_inner);
-        let all: Vec<(String, String)> = registered.iter().map(|(name, w)| (name.clone(), w.url.clone())).collect();
-        drop(registered);
-        let start = start.min(all.len());
-        let end = start.saturating_add(limit).min(all.len());
-        let workflows: Vec<Value> = all[start..end]
-            .iter()
-            .map(|(name, url)| json!({"workflowName": name, "workflowUrl": url}))
-            .collect();
-        let mut page = Map::new();
-        if start.saturating_add(limit) <= all.len() {
-            page.insert("nextPageToken".into(), Value::String(end.to_string()));
-        }
-        page.insert("workflows".into(), Value::Array(workflows));
-        Value::Object(page)
+        let all: Vec<(&str, &str)> = registered.iter().map(|(name, w)| (name.as_str(), w.url.as_str())).collect();
+        messages::workflow_page(&all, limit, start)
     }
 
     /// TorchServe's describe: the spec's own settings and the graph, in a one-element array.
