@@ -4,7 +4,8 @@
 use serde_json::Value;
 use tch::Tensor;
 
-use super::{tensor_json, Handler, ModelError};
+use super::tensor_json::{self, BodyError};
+use super::{Handler, ModelError};
 
 #[derive(Debug, Default)]
 pub struct BaseHandler {
@@ -14,9 +15,10 @@ pub struct BaseHandler {
 
 impl Handler for BaseHandler {
     fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError> {
-        let json: Value = serde_json::from_slice(payload)
-            .map_err(|e| ModelError::BadInput(format!("request body is not valid JSON: {e}")))?;
-        tensor_json::json_to_tensor(&json).map_err(ModelError::BadInput)
+        tensor_json::body_to_tensor(payload).map_err(|e| match e {
+            BodyError::NotJson(e) => ModelError::BadInput(format!("request body is not valid JSON: {e}")),
+            BodyError::Tensor(message) => ModelError::BadInput(message),
+        })
     }
 
     fn example_input(&self) -> Option<Tensor> {

@@ -1,8 +1,162 @@
 //! Tensors as JSON nested arrays, both ways, with `torch.as_tensor` / `Tensor.tolist` semantics:
 //! all-integer input becomes int64, anything else float32; output keeps the tensor's values.
 
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 use tch::{Kind, Tensor};
+
+/// A request body straight into a tensor, in one pass with no `Value` tree in between: the hot
+/// path of `base_handler`. Same rules as [`json_to_tensor`] (shape from the first element at each
+/// depth, all-integer input int64, anything else float32); a body it refuses is parsed again by
+/// `serde_json::Value` and [`json_to_tensor`], so that errors read exactly as they always have.
+pub fn body_to_tensor(body: &[u8]) -> Result<Tensor, BodyError> {
+    match flat_from_body(body) {
+        Some(flat) => flat.into_tensor().map_err(BodyError::Tensor),
+        None => {
+            let json: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
+            json_to_tensor(&json).map_err(BodyError::Tensor)
+        }
+    }
+}
+
+/// Why a body is not a tensor.
+#[derive(Debug)]
+pub enum BodyError {
+    NotJson(serde_json::Error),
+    Tensor(String),
+}
+
+/// The fast pass: `None` for anything it does not take (not JSON, not rectangular, not numbers).
+fn flat_from_body(body: &[u8]) -> Option<Flat> {
+    let mut flat = Flat {
+        lengths: Vec::new(),
+        rank: None,
+        ints: Some(Vec::new()),
+        floats: Vec::new(),
+    };
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    Element { flat: &mut flat, depth: 0 }.deserialize(&mut reader).ok()?;
+    reader.end().ok()?;
+    Some(flat)
+}
+
+/// Numbers as they stream past, and the shape they must keep to.
+struct Flat {
+    /// Each depth's length, set by the first array closed at that depth: the first element's,
+    /// as [`shape_of`] reads it (the first array at a depth always closes before the next opens).
+    lengths: Vec<Option<usize>>,
+    /// The depth of numbers: set by the first number, or by an empty first array, met.
+    rank: Option<usize>,
+    /// The numbers while all are integers; `None` once one is not.
+    ints: Option<Vec<i64>>,
+    floats: Vec<f32>,
+}
+
+/// The fast pass gives up; the slow pass says why.
+const REFUSED: &str = "not a rectangular nested array of numbers";
+
+impl Flat {
+    fn open(&mut self, depth: usize) -> Result<(), &'static str> {
+        if self.rank.is_some_and(|rank| depth >= rank) {
+            return Err(REFUSED);
+        }
+        if self.lengths.len() <= depth {
+            self.lengths.resize(depth + 1, None);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, depth: usize, length: usize) -> Result<(), &'static str> {
+        if length == 0 && self.rank.is_none() {
+            self.rank = Some(depth + 1);
+        }
+        match self.lengths[depth] {
+            None => self.lengths[depth] = Some(length),
+            Some(expected) if expected != length => return Err(REFUSED),
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn number(&mut self, depth: usize, number: Leaf) -> Result<(), &'static str> {
+        if *self.rank.get_or_insert(depth) != depth {
+            return Err(REFUSED);
+        }
+        match (number, self.ints.as_mut()) {
+            (Leaf::Int(i), Some(ints)) => ints.push(i),
+            (Leaf::Int(i), None) => self.floats.push(i as f64 as f32),
+            (Leaf::Float(x), _) => {
+                if let Some(ints) = self.ints.take() {
+                    self.floats = ints.into_iter().map(|i| i as f64 as f32).collect();
+                }
+                self.floats.push(x as f32);
+            }
+        }
+        Ok(())
+    }
+
+    fn into_tensor(self) -> Result<Tensor, String> {
+        let rank = self.rank.unwrap_or(0);
+        let dims: Vec<i64> = self.lengths.iter().take(rank).map(|d| d.unwrap_or(0) as i64).collect();
+        let tensor = match &self.ints {
+            Some(ints) => Tensor::f_from_slice(ints),
+            None => Tensor::f_from_slice(&self.floats),
+        };
+        tensor.and_then(|t| t.f_view(dims.as_slice())).map_err(|e| e.to_string())
+    }
+}
+
+enum Leaf {
+    Int(i64),
+    /// Any other number, as `serde_json::Number::as_f64` gives it.
+    Float(f64),
+}
+
+/// One element of the body at `depth`, read into `flat`.
+struct Element<'a> {
+    flat: &'a mut Flat,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Element<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Element<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a nested array of numbers")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.flat.number(self.depth, Leaf::Int(v)).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        let leaf = i64::try_from(v).map_or(Leaf::Float(v as f64), Leaf::Int);
+        self.flat.number(self.depth, leaf).map_err(E::custom)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.flat.number(self.depth, Leaf::Float(v)).map_err(E::custom)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.flat.open(self.depth).map_err(de::Error::custom)?;
+        let mut length = 0;
+        while seq.next_element_seed(Element { flat: &mut *self.flat, depth: self.depth + 1 })?.is_some() {
+            length += 1;
+        }
+        self.flat.close(self.depth, length).map_err(de::Error::custom)
+    }
+}
 
 /// A rectangular nested array of numbers → tensor. Errors name what is wrong with the input.
 pub fn json_to_tensor(value: &Value) -> Result<Tensor, String> {
@@ -129,6 +283,30 @@ mod tests {
     }
 
     #[test]
+    fn a_body_refused_reads_as_the_value_parser_says() {
+        for body in [&b"[[1, 2], [3]]"[..], b"[[1, 2], 3]", b"[\"a\"]", b"[[1], []]", b"[1, [2]]"] {
+            let json: Value = serde_json::from_slice(body).unwrap();
+            match body_to_tensor(body) {
+                Err(BodyError::Tensor(message)) => assert_eq!(message, json_to_tensor(&json).unwrap_err()),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        assert!(matches!(body_to_tensor(b"[1, 2"), Err(BodyError::NotJson(_))));
+        assert!(matches!(body_to_tensor(b"[1] x"), Err(BodyError::NotJson(_))));
+    }
+
+    #[test]
+    fn bodies_become_tensors_in_one_pass() {
+        let t = body_to_tensor(b" [[1.5, 2], [3, 4]] ").unwrap();
+        assert_eq!((t.size(), t.kind()), (vec![2, 2], Kind::Float));
+        assert_eq!(t.double_value(&[0, 1]), 2.0);
+        let t = body_to_tensor(b"[[1, 2, 3]]").unwrap();
+        assert_eq!((t.size(), t.kind()), (vec![1, 3], Kind::Int64));
+        assert_eq!(body_to_tensor(b"7").unwrap().size(), Vec::<i64>::new());
+        assert_eq!(body_to_tensor(b"[[], []]").unwrap().size(), vec![2, 0]);
+    }
+
+    #[test]
     fn round_trips() {
         let value = json!([[1.5, -2.25], [0.0, 4.0]]);
         let back = tensor_to_json(&json_to_tensor(&value).unwrap()).unwrap();
@@ -168,8 +346,54 @@ mod tests {
             }
         }
 
+        /// Rectangular nested arrays of rank 0 to 3 (a length may be 0), of integers, floats or
+        /// both: bodies the one-pass parser takes.
+        fn rectangular_json() -> impl Strategy<Value = Value> {
+            let number = prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                (-1e9f64..1e9).prop_map(Value::from),
+            ];
+            (prop::collection::vec(0usize..4, 0..4), prop::collection::vec(number, 64)).prop_map(|(shape, numbers)| {
+                let mut numbers = numbers.into_iter().cycle();
+                build(&shape, &mut numbers)
+            })
+        }
+
+        fn build(shape: &[usize], numbers: &mut impl Iterator<Item = Value>) -> Value {
+            match shape.split_first() {
+                None => numbers.next().unwrap_or(Value::Null),
+                Some((&len, rest)) => Value::Array((0..len).map(|_| build(rest, numbers)).collect()),
+            }
+        }
+
+        /// The one-pass parser and the `Value` parser give the same tensor, or both refuse.
+        fn both_parsers_agree(value: &Value) -> Result<(), TestCaseError> {
+            let body = serde_json::to_vec(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            match (json_to_tensor(value), flat_from_body(&body).map(Flat::into_tensor)) {
+                (Ok(slow), Some(Ok(fast))) => {
+                    prop_assert_eq!(slow.size(), fast.size());
+                    prop_assert_eq!(slow.kind(), fast.kind());
+                    prop_assert!(slow.equal(&fast), "{} against {}", slow, fast);
+                }
+                (Err(_), None) => {}
+                (slow, fast) => prop_assert!(false, "{body:?}: Value parser {:?}, one pass {:?}", slow.is_ok(), fast.map(|t| t.is_ok())),
+            }
+            Ok(())
+        }
+
         proptest! {
             #![proptest_config(crate::property_tests::config())]
+            #[test]
+            fn one_pass_agrees_on_rectangular_bodies(value in rectangular_json()) {
+                both_parsers_agree(&value)?;
+            }
+
+            #[test]
+            fn one_pass_agrees_on_any_json(value in any_json()) {
+                both_parsers_agree(&value)?;
+            }
+
             #[test]
             fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
                 if let Ok(json) = serde_json::from_slice::<Value>(&body) {
