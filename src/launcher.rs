@@ -64,8 +64,7 @@ fn running_server(pid_file: &Path) -> Option<i32> {
         Ok(cmdline) => cmdline
             .split(|&b| b == 0)
             .next()
-            .map(|argv0| String::from_utf8_lossy(argv0).rsplit('/').next() == Some("tserve"))
-            .unwrap_or(false)
+            .is_some_and(|argv0| is_server_name(&String::from_utf8_lossy(argv0)))
             .then_some(pid),
         Err(_) => {
             println!("Removing orphan pid file.");
@@ -73,6 +72,12 @@ fn running_server(pid_file: &Path) -> Option<i32> {
             None
         }
     }
+}
+
+/// The names a server runs under: `tserve`, or `torchserve` where tserve stands in for it (the
+/// container image's `torchserve` executable starts tserve under that name).
+fn is_server_name(argv0: &str) -> bool {
+    matches!(argv0.rsplit('/').next(), Some("tserve" | "torchserve"))
 }
 
 fn stop(running: Option<i32>, pid_file: &Path) -> ExitCode {
@@ -178,5 +183,20 @@ fn start_in_background(pid_file: &Path) -> ExitCode {
             println!("start tserve failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_server_name;
+
+    #[test]
+    fn the_pid_file_may_name_tserve_or_its_torchserve_stand_in() {
+        assert!(is_server_name("tserve"));
+        assert!(is_server_name("/usr/local/lib/python3.11/site-packages/tserve/bin/tserve"));
+        assert!(is_server_name("/usr/local/bin/torchserve"));
+        assert!(!is_server_name("/usr/bin/java"));
+        assert!(!is_server_name("tserve-archiver"));
+        assert!(!is_server_name("/opt/tserve/python3"));
     }
 }

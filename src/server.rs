@@ -20,7 +20,15 @@ use crate::snapshot::{SnapshotKind, SnapshotWriter};
 pub fn run(config: Config) -> anyhow::Result<()> {
     start_log_files(&config)?;
     let metrics = start_metrics(&config)?;
-    actix::System::new().block_on(serve(Arc::new(config), metrics))
+    let system = actix::System::new();
+    let outcome = system.block_on(serve(Arc::new(config), metrics));
+    if outcome.is_err() {
+        // A start-up failure (a bad model_snapshot, a port in use) can leave actors that never
+        // ran: dropping the System would have actix poll their `started` outside any runtime,
+        // which panics. The process is about to exit with the error; nothing needs dropping.
+        std::mem::forget(system);
+    }
+    outcome
 }
 
 /// TorchServe's log files, where `--log-config` or `LOG_LOCATION`/`METRICS_LOCATION` say.

@@ -31,6 +31,8 @@ impl SnapshotKind {
 pub struct ModelSnapshot {
     pub name: String,
     pub model_count: usize,
+    /// Absent from hand-written snapshots (TorchServe's KServe config.properties has none).
+    #[serde(default)]
     pub created: i64,
     /// Model name → version → settings.
     pub models: BTreeMap<String, BTreeMap<String, SnapshotModel>>,
@@ -215,4 +217,13 @@ mod tests {
         assert_eq!(snapshot.models["mlp"]["1.0"], entry(true));
     }
 
+    #[test]
+    fn reads_the_snapshot_torchserves_kserve_docs_write_by_hand() {
+        let json = r#"{"name":"startup.cfg","modelCount":1,"models":{"mnist":{"1.0":{"defaultVersion":true,
+            "marName":"mnist.mar","minWorkers":1,"maxWorkers":5,"batchSize":1,"maxBatchDelay":5000,"responseTimeout":120}}}}"#;
+        let snapshot = parse(json).unwrap();
+        assert_eq!((snapshot.created, snapshot.model_count), (0, 1));
+        let mnist = &snapshot.models["mnist"]["1.0"];
+        assert_eq!((mnist.mar_name.as_str(), mnist.max_workers, mnist.response_timeout), ("mnist.mar", 5, 120));
+    }
 }

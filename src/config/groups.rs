@@ -276,13 +276,23 @@ pub struct PythonBackend {
     pub envelope: Envelope,
 }
 
+/// The Python when config.properties names none: the one that installed tserve, which the
+/// wheel's launcher passes as `TSERVE_PYTHON` (its `sys.executable`, whose `torchserve` is a
+/// dependency of the wheel), else the build's venv Python (a source build).
+fn default_python() -> PathBuf {
+    std::env::var_os("TSERVE_PYTHON")
+        .filter(|python| !python.is_empty())
+        .map_or_else(|| PathBuf::from(env!("TSERVE_DEFAULT_PYTHON")), PathBuf::from)
+}
+
 impl PythonBackend {
     pub fn read(props: &Properties) -> Result<Self, ConfigError> {
         Ok(Self {
-            python: props.path("python").unwrap_or_else(|| PathBuf::from(env!("TSERVE_DEFAULT_PYTHON"))),
+            python: props.path("python").unwrap_or_else(default_python),
             install_py_dep_per_model: props.boolean("install_py_dep_per_model"),
             decode_input_request: props.on_unless_false("decode_input_request"),
-            envelope: match props.string("service_envelope") {
+            // Empty is unset: KServe's runtime template renders an unset label as "".
+            envelope: match props.string("service_envelope").filter(|name| !name.trim().is_empty()) {
                 Some(name) => Envelope::parse(&name).ok_or_else(|| ConfigError::InvalidValue {
                     key: "service_envelope".into(),
                     value: name.clone(),

@@ -3,6 +3,7 @@
 //! (`groups`). A leaf of the crate: it imports nothing from the rest of tserve.
 
 mod address;
+mod cloud;
 mod groups;
 pub mod keys;
 mod properties;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use address::ListenAddress;
+pub use cloud::CloudRoutes;
 pub use groups::{
     ArchiveLimits, ConnectionAge, Cors, Listeners, MetricsMode, ModelDefaults, ModelEntry, Monitoring, PythonBackend,
     Security, TlsSettings,
@@ -89,6 +91,8 @@ pub struct Config {
     pub monitoring: Monitoring,
     pub python: PythonBackend,
     pub security: Security,
+    /// Paths a cloud platform asked for in the environment (Vertex AI's).
+    pub cloud: CloudRoutes,
     /// Whether config snapshots are written (off with `--ncs`).
     pub snapshots: bool,
     /// The `model_snapshot` JSON to restore, when the settings carry one.
@@ -115,8 +119,10 @@ impl Config {
         // environment, which wins over both.
         sources::apply_command_line(&mut props, cli);
         sources::apply_environment(&mut props, |name| std::env::var(name).ok());
+        cloud::apply_vertex_port(&mut props, |name| std::env::var(name).ok());
         let mut config = Self::from_properties(&props, detected_gpus)?;
         config.source = source;
+        config.cloud = CloudRoutes::from_environment(|name| std::env::var(name).ok());
         config.monitoring.log_location = log_location;
         config.monitoring.metrics_location = sources::metrics_location();
         config.monitoring.log_config = cli.log_config.clone();
@@ -136,6 +142,7 @@ impl Config {
             monitoring: Monitoring::read(&reader)?,
             python: PythonBackend::read(&reader)?,
             security: Security::read(&reader)?,
+            cloud: CloudRoutes::default(),
             snapshots: true,
             model_snapshot: reader.string("model_snapshot"),
             notices: keys::notices(props.keys()),
@@ -293,6 +300,8 @@ mod tests {
         assert_eq!(config.python.envelope.name(), "kservev2");
         let err = Config::from_properties(&props(&[("service_envelope", "soap")]), 0).unwrap_err();
         assert!(err.to_string().contains("service_envelope"), "{err}");
+        let empty = Config::from_properties(&props(&[("service_envelope", "")]), 0).unwrap();
+        assert_eq!(empty.python.envelope, Envelope::None, "KServe's unset label renders as empty");
     }
 
     #[test]

@@ -48,8 +48,10 @@ fn key_for(api: Api, method: &Method, path: &str) -> Option<TokenKind> {
 
 /// On a listener serving both APIs: which requests are management's.
 fn is_management_path(method: &Method, path: &str) -> bool {
+    // SageMaker's `/models/{model}/invoke` is a prediction.
+    let invoke = path.strip_prefix("/models/").and_then(|rest| rest.strip_suffix("/invoke")).is_some_and(|m| !m.contains('/'));
     path == "/models"
-        || path.starts_with("/models/")
+        || (path.starts_with("/models/") && !invoke)
         || path == "/workflows"
         || path.starts_with("/workflows/")
         || (method == Method::GET && path.starts_with("/v1/models/") && !path.contains(':'))
@@ -72,5 +74,7 @@ mod tests {
         assert_eq!(key_for(Api::Both, &Method::POST, "/predictions/mlp"), Some(TokenKind::Inference));
         assert_eq!(key_for(Api::Both, &Method::GET, "/workflows/wf"), Some(TokenKind::Management));
         assert_eq!(key_for(Api::Both, &Method::POST, "/wfpredict/wf"), Some(TokenKind::Inference));
+        assert_eq!(key_for(Api::Both, &Method::POST, "/models/mlp/invoke"), Some(TokenKind::Inference));
+        assert_eq!(key_for(Api::Both, &Method::POST, "/invocations"), Some(TokenKind::Inference));
     }
 }

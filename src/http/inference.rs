@@ -1,5 +1,6 @@
 //! The inference API: `/ping`, `/predictions/{model}[/{version}]`, and the API description;
-//! the KServe v1 and Open Inference Protocol front doors ([`super::kserve`], [`super::oip`]).
+//! the KServe v1 and Open Inference Protocol front doors ([`super::kserve`], [`super::oip`]), and
+//! the SageMaker and Vertex AI routes ([`super::cloud`]).
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
@@ -8,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::error::{method_not_allowed, pretty_json};
-use super::{disconnect, kserve, oip, openapi, payload, ApiError, AppState};
+use super::{cloud, disconnect, kserve, oip, openapi, payload, ApiError, AppState};
 use crate::handlers::ModelError;
 use crate::request::{Body, InferenceRequest, Prediction};
 use crate::service::{Answer, AnswerStream, ServiceError, Target};
@@ -44,10 +45,12 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
         );
     oip::endpoints(cfg);
     kserve::endpoints(cfg);
+    // Last: a platform's configured paths match only what nothing above does.
+    cloud::endpoints(cfg);
 }
 
 /// Healthy while every model has its minimum of ready workers; otherwise 500, as TorchServe.
-async fn ping(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn ping(state: web::Data<AppState>) -> HttpResponse {
     let (mut response, status) = if state.models.health() {
         (HttpResponse::Ok(), "Healthy")
     } else {
@@ -191,7 +194,7 @@ pub(super) async fn run(
 
 /// Waits for `answer` while the client is there; if it goes first, dropping `answer` withdraws
 /// what it was waiting for (a queued job, a workflow's nodes).
-async fn unless_client_goes<T>(
+pub(super) async fn unless_client_goes<T>(
     request: &HttpRequest,
     answer: impl std::future::Future<Output = Result<T, ServiceError>>,
 ) -> Result<T, ApiError> {

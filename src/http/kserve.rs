@@ -63,11 +63,21 @@ async fn predict(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let info = state.models.model_info(&target)?;
-    let input = payload::read_request(&request, body, state.body_limits).await?;
+    predict_instances(&request, &target, body, &state).await
+}
+
+/// A v1 prediction of `target`, for `:predict` and for Vertex AI's predict route.
+pub(super) async fn predict_instances(
+    request: &HttpRequest,
+    target: &Target,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let info = state.models.model_info(target)?;
+    let input = payload::read_request(request, body, state.body_limits).await?;
     let request_id = input.id.clone();
     if !info.native {
-        let prediction = run(&request, &state, &target, input).await?;
+        let prediction = run(request, state, target, input).await?;
         return Ok(respond(prediction, &request_id));
     }
     let rows = instances(input.input()).map_err(ApiError::BadRequest)?;
@@ -76,7 +86,7 @@ async fn predict(
         parameters: Vec::new(),
         ..input
     };
-    let prediction = run(&request, &state, &target, typed).await?;
+    let prediction = run(request, state, target, typed).await?;
     let answer = predictions(&output_tensors(prediction)?).map_err(invalid_output)?;
     Ok(HttpResponse::Ok()
         .insert_header(("x-request-id", request_id))

@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod cloud;
 mod cors;
 mod disconnect;
 mod error;

@@ -110,9 +110,15 @@ impl TestServer {
 
     /// As [`spawn_in`], with these environment variables set.
     pub fn spawn_with_env(dir: &Path, args: &[String], env: &[(&str, &str)]) -> Result<Self, (Option<i32>, String)> {
-        let mut child = tserve_command(dir)
-            .envs(env.iter().copied())
-            .args(args)
+        let mut command = tserve_command(dir);
+        command.envs(env.iter().copied()).args(args);
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (tserve, or whatever starts it: an entrypoint, the wheel's launcher) until
+    /// the server has bound both listeners; as [`spawn_in`] otherwise.
+    pub fn spawn(mut command: Command) -> Result<Self, (Option<i32>, String)> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,6 +5,8 @@
 
 mod actors;
 mod archiver;
+mod cloud;
+mod deploy;
 mod helpers;
 mod grpc;
 mod hostile;
@@ -16,6 +18,7 @@ mod model;
 mod monitoring;
 mod preprocessing;
 mod python_backend;
+mod replicas;
 mod resilience;
 mod security;
 mod server;

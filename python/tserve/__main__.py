@@ -1,0 +1,5 @@
+"""``python -m tserve``: the ``tserve`` command."""
+
+from tserve._launcher import tserve
+
+tserve()
