@@ -11,8 +11,11 @@
 ARG BUILD_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
-# Build stage: the wheel, from this source, linked against PyPI's torch==2.11.0.
+# Build stage: the wheel, from this source, linked against PyPI's torch==2.11.0 (only torch: the
+# project's test requirements stay out of the image's build).
 FROM ${BUILD_IMAGE} AS build
+RUN python3 -c 'import ensurepip' 2>/dev/null \
+    || (apt-get update && apt-get install -y --no-install-recommends python3-venv && rm -rf /var/lib/apt/lists/*)
 WORKDIR /src
 COPY . .
 # The pip cache and cargo's registry and target folder outlive a build, so a rebuild downloads
@@ -20,7 +23,12 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    scripts/wheel.sh && mkdir -p /wheel && cp dist/tserve-*.whl /wheel/
+    python3 -m venv .venv \
+    && .venv/bin/pip install --disable-pip-version-check torch==2.11.0 \
+    && ln -sfn "$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" .venv/libtorch \
+    && cargo build --release --bins \
+    && scripts/wheel.sh --no-build \
+    && mkdir -p /wheel && cp dist/tserve-*.whl /wheel/
 
 # Runtime stage: Python, torch and the wheel; nothing of the build.
 FROM ${RUNTIME_IMAGE}

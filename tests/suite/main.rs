@@ -15,6 +15,7 @@ mod launcher;
 mod workflows;
 mod management;
 mod model;
+mod packaging;
 mod monitoring;
 mod preprocessing;
 mod python_backend;
