@@ -104,3 +104,118 @@ fn the_wheel_installs_in_a_fresh_venv_and_serves_like_torchserve() {
     assert_eq!(stop.trim(), "tserve has stopped.");
     assert!(!work.join(".tserve.pid").exists());
 }
+
+/// `scripts/podman.sh` (Podman with the flags this machine needs), its output or `None` if it
+/// failed.
+fn podman(args: &[&str]) -> Option<String> {
+    let output = Command::new(repo_root().join("scripts/podman.sh")).args(args).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Whether the container tests can run: Podman works and `tserve:latest` is built. Where either
+/// is missing the test says so and passes, unless TSERVE_REQUIRE_IMAGE is set (scripts/test.sh
+/// sets it where it built the image), where it fails.
+fn image_ready() -> bool {
+    let required = std::env::var_os("TSERVE_REQUIRE_IMAGE").is_some();
+    let reason = if podman(&["info"]).is_none() {
+        "Podman cannot run on this machine"
+    } else if podman(&["image", "exists", "tserve:latest"]).is_none() {
+        "there is no tserve:latest image (scripts/image.sh builds it)"
+    } else {
+        return true;
+    };
+    assert!(!required, "TSERVE_REQUIRE_IMAGE is set, but {reason}");
+    println!("SKIPPED: the container test needs Podman and the image; {reason}");
+    false
+}
+
+/// A running container, removed when dropped.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman(&["rm", "--force", "--time", "0", &self.0]);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn the_image_serves_drains_and_runs_as_non_root_on_a_read_only_root() {
+    if !image_ready() {
+        return;
+    }
+    let size: f64 = podman(&["image", "inspect", "tserve:latest", "--format", "{{.Size}}"]).unwrap().parse().unwrap();
+    println!("tserve:latest is {:.2} GB", size / 1e9);
+
+    // The model store as a read-only volume; logs and tmp writable volumes owned by uid 1000,
+    // the rest of the filesystem read-only.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, logs, tmp) = (dir.path().join("model-store"), dir.path().join("logs"), dir.path().join("tmp"));
+    for folder in [&store, &logs, &tmp] {
+        std::fs::create_dir(folder).unwrap();
+        nix::unistd::chown(folder.as_path(), Some(nix::unistd::Uid::from_raw(1000)), Some(nix::unistd::Gid::from_raw(1000))).ok();
+    }
+    for archive in ["resnet18.mar", "py_behaviour.mar"] {
+        std::fs::copy(fixture(archive), store.join(archive)).unwrap();
+    }
+    let port = free_port();
+    let name = format!("tserve-test-{port}");
+    let volume = |host: &Path, inside: &str, mode: &str| format!("{}:/home/model-server/{inside}:{mode}", host.display());
+    let started = podman(&[
+        "run", "--detach", "--name", &name, "--user", "1000", "--read-only",
+        "--publish", &format!("127.0.0.1:{port}:8080"),
+        "--volume", &volume(&store, "model-store", "ro"),
+        "--volume", &volume(&logs, "logs", "rw"),
+        "--volume", &volume(&tmp, "tmp", "rw"),
+        "tserve:latest", "serve", "--models", "resnet18.mar", "py_behaviour.mar",
+    ]);
+    assert!(started.is_some(), "podman run failed");
+    let container = Container(name.clone());
+    let base = format!("http://127.0.0.1:{port}");
+
+    // /ping is the health probe: Healthy once both models have their workers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let ping = ureq::get(&format!("{base}/ping")).call();
+        if ping.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never healthy:\n{}", podman(&["logs", &name]).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let kitten = std::fs::read(repo_root().join("examples/kitten_small.jpg")).unwrap();
+    let reply = Reply::from(ureq::post(&format!("{base}/predictions/resnet18")).send_bytes(&kitten));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json().as_object().map(|labels| labels.len()), Some(5), "{}", reply.body);
+    let reply = Reply::from(ureq::post(&format!("{base}/predictions/py_behaviour")).send_string("hello"));
+    assert_eq!(reply.json()["echo"], "hello", "{}", reply.body);
+
+    // Non-root, and the server itself is the container's first process (so `stop` reaches it).
+    assert_eq!(podman(&["exec", &name, "id", "-u"]).as_deref(), Some("1000"));
+    let init = podman(&["exec", &name, "cat", "/proc/1/cmdline"]).unwrap();
+    assert!(init.starts_with("torchserve\0--start"), "{init:?}");
+    // Logs on stdout, and in logs/ as TorchServe writes them.
+    assert!(podman(&["logs", &name]).unwrap().contains("Inference API bound to"));
+    assert!(logs.join("ts_log.log").is_file() && logs.join("access_log.log").is_file());
+
+    // `podman stop` with a prediction in flight: it is answered, and tserve exits 0 in the grace period.
+    let slow = std::thread::spawn({
+        let url = format!("{base}/predictions/py_behaviour");
+        move || Reply::from(ureq::post(&url).send_string("sleep 2"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = std::time::Instant::now();
+    assert!(podman(&["stop", "--time", "30", &name]).is_some(), "podman stop failed");
+    let stopped_in = stopping.elapsed();
+    let slow = slow.join().unwrap();
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    assert_eq!(slow.json()["echo"], "sleep 2");
+    let exit = podman(&["inspect", &name, "--format", "{{.State.ExitCode}}"]).unwrap();
+    assert_eq!(exit, "0", "after {stopped_in:?}:\n{}", podman(&["logs", &name]).unwrap_or_default());
+    assert!(stopped_in < Duration::from_secs(30), "stopped in {stopped_in:?}, past the grace period");
+    println!("podman stop with a 2 s prediction in flight: answered, exit 0 in {stopped_in:?}");
+    drop(container);
+}
