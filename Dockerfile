@@ -19,12 +19,13 @@ RUN python3 -c 'import ensurepip' 2>/dev/null \
 WORKDIR /src
 COPY . .
 # The pip cache and cargo's registry and target folder outlive a build, so a rebuild downloads
-# neither torch nor crates again and recompiles only what changed.
+# neither torch nor crates again and recompiles only what changed. (PIP_CACHE_DIR is explicit:
+# an image without HOME set would otherwise cache under /.cache, outside the mount.)
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     python3 -m venv .venv \
-    && .venv/bin/pip install --disable-pip-version-check torch==2.11.0 \
+    && PIP_CACHE_DIR=/root/.cache/pip .venv/bin/pip install --disable-pip-version-check torch==2.11.0 \
     && ln -sfn "$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" .venv/libtorch \
     && cargo build --release --bins \
     && scripts/wheel.sh --no-build \
@@ -43,7 +44,7 @@ RUN useradd --create-home --home-dir /home/model-server --uid 1000 --user-group 
     && python3 -m venv /opt/tserve
 # torch alone in its own layer (several GB with PyPI's CUDA libraries): cached while only tserve changes.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/tserve/bin/pip install --disable-pip-version-check torch==2.11.0
+    PIP_CACHE_DIR=/root/.cache/pip /opt/tserve/bin/pip install --disable-pip-version-check torch==2.11.0
 COPY --from=build /wheel/ /tmp/wheel/
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/tserve/bin/pip install --disable-pip-version-check /tmp/wheel/tserve-*.whl \

@@ -26,7 +26,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$body" > "$work/post.lua"
+printf 'wrk.method = "POST"\nwrk.body = [=[%s]=]\nwrk.headers["Content-Type"] = "application/json"\n' "$body" > "$work/post.lua"
 echo "replicas  requests/s  p50  p99  errors   ($(nproc) cores; wrk -t2 -c$connections -d$duration through nginx)"
 for n in ${REPLICAS:-1 2 3}; do
     servers=""
@@ -51,7 +51,7 @@ open(path, "w").write(text.replace("@LISTEN@", f"127.0.0.1:{port}").replace("@SE
 PY
     nginx -p "$work/nginx-$n" -c "$work/nginx-$n/nginx.conf" -g 'daemon off;' 2> "$work/nginx-$n/logs/stderr.log" &
     pids+=($!)
-    until curl -sf "http://127.0.0.1:$nginx_port/predictions/$model" -d "$body" > /dev/null; do sleep 0.1; done
+    until curl -sf "http://127.0.0.1:$nginx_port/predictions/$model" -H "Content-Type: application/json" -d "$body" > /dev/null; do sleep 0.1; done
     wrk -t2 -c"$connections" -d"$duration" --latency -s "$work/post.lua" "http://127.0.0.1:$nginx_port/predictions/$model" > "$work/wrk-$n.txt"
     rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk-$n.txt")
     p50=$(awk '$1 == "50%" {print $2}' "$work/wrk-$n.txt")

@@ -74,6 +74,17 @@ fn the_wheel_installs_in_a_fresh_venv_and_serves_like_torchserve() {
         command
     };
 
+    /// Stops the background server whatever the test's outcome (`--stop` is a no-op once stopped).
+    struct StopOnDrop<F: FnMut()>(F);
+    impl<F: FnMut()> Drop for StopOnDrop<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _stop = StopOnDrop(|| {
+        let _ = tserve(&["--stop"]).output();
+    });
+
     // `tserve --start` returns at once, as `torchserve --start` does; the server, sharing our
     // stdout, says where it listens.
     let mut start = tserve(&["--start", "--ncs", "--model-store", "model_store", "--models", "mlp.mar", "py_behaviour.mar"])
