@@ -61,5 +61,6 @@ if [ "${1:-}" = "--bases-only" ]; then
 fi
 echo "image: building tserve:latest" >&2
 started=$(date +%s)
-"$podman" build --network host --tag tserve:latest "$@" .
+# Docker's image format keeps the HEALTHCHECK (OCI has no such field).
+"$podman" build --format docker --network host --tag tserve:latest "$@" .
 echo "image: built tserve:latest in $(( $(date +%s) - started ))s, $("$podman" image inspect tserve:latest --format '{{.Size}}' | awk '{printf "%.2f GB", $1/1e9}')" >&2
