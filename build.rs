@@ -1,6 +1,6 @@
 //! Build-time set-up: Rust code for the vendored gRPC `.proto` files (`proto/`), and for libtorch
 //! an rpath to its `lib` folder, so `target/release/tserve` runs
-//! without `LD_LIBRARY_PATH`, and CUDA support kept in the binary when the libtorch has it.
+//! without `LD_LIBRARY_PATH` (and can load libtorch's CUDA library from there at run time).
 //!
 //! torch-sys finds libtorch through `LIBTORCH` (set for cargo in `.cargo/config.toml`); this script
 //! reads the same variable so both agree on one libtorch.
@@ -61,12 +61,7 @@ fn link_libtorch() {
     let lib_dir = lib_dir.canonicalize().unwrap_or(lib_dir);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
 
-    // No symbol of libtorch_cuda.so is referenced directly (CUDA kernels register themselves when
-    // the library is loaded), so the linker's --as-needed would drop it and tch would see no GPU.
-    // Keep it as a dependency; on a machine without a GPU it loads and reports zero devices.
-    if lib_dir.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
+    // libtorch_cuda.so is not linked: the linker's --as-needed drops it (no symbol of it is
+    // referenced), and `src/gpu.rs` loads it at start-up where an NVIDIA driver is present, so
+    // CPU-only hosts never map cuBLAS and friends.
 }

@@ -36,7 +36,14 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if args.foreground {
-        // The launcher's checks counted no GPUs; the server counts them (this loads CUDA).
+        // The launcher's checks counted no GPUs; the server counts them, once CUDA is loaded
+        // where a driver says there may be any.
+        match crate::gpu::load_cuda() {
+            crate::gpu::CudaSupport::NotLoadable(reason) => {
+                log::warn!("an NVIDIA driver is present but libtorch's CUDA library is not loadable ({reason}); serving on the CPU")
+            }
+            crate::gpu::CudaSupport::Loaded | crate::gpu::CudaSupport::NoDriver => {}
+        }
         let gpus = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
         match Config::resolve(&args.config_overrides(), gpus) {
             Ok(config) => serve_here(config, &pid_file),

@@ -22,6 +22,7 @@ pub mod archiver;
 pub mod cli;
 mod config;
 mod error;
+mod gpu;
 pub mod handlers;
 pub mod grpc;
 mod http;
