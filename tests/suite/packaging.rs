@@ -233,3 +233,38 @@ fn the_image_serves_drains_and_runs_as_non_root_on_a_read_only_root() {
     println!("podman stop with a 2 s prediction in flight: answered, exit 0 in {stopped_in:?}");
     drop(container);
 }
+
+#[test]
+fn the_image_serves_sagemakers_contract() {
+    if !image_ready() {
+        return;
+    }
+    // SageMaker extracts model.tar.gz into /opt/ml/model and runs the image with `serve`; it
+    // probes /ping and predicts on /invocations, port 8080.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(fixture("mlp.mar"), model.join("mlp.mar")).unwrap();
+    let port = free_port();
+    let name = format!("tserve-sagemaker-{port}");
+    let started = podman(&[
+        "run", "--detach", "--name", &name,
+        "--publish", &format!("127.0.0.1:{port}:8080"),
+        "--volume", &format!("{}:/opt/ml/model:ro", model.display()),
+        "tserve:latest", "serve",
+    ]);
+    assert!(started.is_some(), "podman run failed");
+    let _container = Container(name.clone());
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !ureq::get(&format!("{base}/ping")).call().is_ok_and(|r| r.status() == 200) {
+        assert!(std::time::Instant::now() < deadline, "never healthy:\n{}", podman(&["logs", &name]).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (input, expected) = &mlp_cases()[0];
+    let reply = Reply::from(ureq::post(&format!("{base}/invocations")).send_string(&input.to_string()));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_close(&reply.json(), expected, 1e-5);
+    let parameters = Reply::from(ureq::get(&format!("{base}/execution-parameters")).call());
+    assert_eq!(parameters.json()["BatchStrategy"], "MULTI_RECORD");
+}
