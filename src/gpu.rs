@@ -1,10 +1,11 @@
 //! Loading libtorch's CUDA half only where there is a GPU to use it. PyTorch's CUDA build splits
 //! libtorch in two: `libtorch_cpu.so`, which every host needs, and `libtorch_cuda.so`, which pulls
 //! in cuBLAS, cuFFT, cuSPARSE, nvJitLink and more, and registers CUDA with libtorch when loaded.
-//! Linked in, it cost every CPU-only host 260 MB of resident memory and a fifth of a second of
-//! start-up (ResNet-18, two workers: 503 → 244 MB). So the binaries do not link it; where an
-//! NVIDIA driver is present, it is loaded here, before anything asks libtorch about GPUs.
-//! A CPU-only torch build (no `libtorch_cuda.so` at all) works too.
+//! Linked in, it cost every CPU-only host 260 MB of resident memory and about a tenth of a
+//! second of start-up (ResNet-18, two workers: 504 → 245 MB, 0.81 → 0.73 s to ready). So the
+//! binaries do not link it; where an NVIDIA driver is present, it is loaded here, before anything
+//! asks libtorch about GPUs. (Nor do they need it to exist: a CPU-only torch build should do too,
+//! not yet tried.)
 
 use std::ffi::CStr;
 use std::path::Path;

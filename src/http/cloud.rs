@@ -12,10 +12,10 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::error::pretty_json;
-use super::inference::{ping, respond, unless_client_goes};
-use super::{kserve, payload, ApiError, AppState};
+use super::inference::{ping, predict_target};
+use super::{kserve, ApiError, AppState};
 use crate::config::CloudRoutes;
-use crate::request::Parameter;
+use crate::request::{InferenceRequest, Parameter};
 use crate::service::Target;
 
 /// SageMaker's default `MaxPayloadInMB` (its own limit on a request to a container).
@@ -56,7 +56,7 @@ async fn invocations(request: HttpRequest, body: web::Payload, state: web::Data<
         Some(model) => model,
         None => only_model(&state).ok_or_else(|| ApiError::BadRequest("Parameter model_name is required.".into()))?,
     };
-    predict_raw(&request, Target { model, version: None }, query, body, &state).await
+    predict_with_query(request, Target { model, version: None }, query, body, &state).await
 }
 
 async fn invoke(
@@ -66,28 +66,23 @@ async fn invoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query_pairs(&request);
-    predict_raw(&request, Target { model: model.into_inner(), version: None }, query, body, &state).await
+    predict_with_query(request, Target { model: model.into_inner(), version: None }, query, body, &state).await
 }
 
-/// As TorchServe's `/invocations`: the body as `/predictions` takes it, plus each query parameter
-/// (but `model_name`) as a parameter of its own.
-async fn predict_raw(
-    request: &HttpRequest,
+/// As TorchServe's `/invocations`: the request as `/predictions` takes it, plus each query
+/// parameter (but `model_name`) as a parameter of its own.
+async fn predict_with_query(
+    request: HttpRequest,
     target: Target,
     query: Vec<(String, String)>,
     body: web::Payload,
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
-    state.models.check(&target)?;
-    let mut input = payload::read_request(request, body, state.body_limits).await?;
-    input.parameters.extend(query.into_iter().filter(|(name, _)| name != "model_name").map(|(name, value)| Parameter {
-        name,
-        content_type: None,
-        value: Bytes::from(value),
-    }));
-    let request_id = input.id.clone();
-    let prediction = unless_client_goes(request, state.models.predict(&target, input)).await?;
-    Ok(respond(prediction, &request_id))
+    let with_query = |input: &mut InferenceRequest| {
+        let parameters = query.into_iter().filter(|(name, _)| name != "model_name");
+        input.parameters.extend(parameters.map(|(name, value)| Parameter { name, content_type: None, value: Bytes::from(value) }));
+    };
+    predict_target(request, &target, with_query, body, state).await
 }
 
 /// SageMaker batch transform's question to the container; its `SAGEMAKER_*` variables, where

@@ -67,7 +67,7 @@ async fn predict(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    predict_target(request, &target, None, body, &state).await
+    predict_target(request, &target, |_| {}, body, &state).await
 }
 
 /// The model, version and extra path of `/predictions/{model}/{version}/{url_path}`.
@@ -86,22 +86,25 @@ async fn predict_with_path(
 ) -> Result<HttpResponse, ApiError> {
     let PathTarget { model, version, url_path } = path.into_inner();
     let target = Target { model, version: Some(version) };
-    predict_target(request, &target, Some(url_path), body, &state).await
+    let with_url_path = |input: &mut InferenceRequest| {
+        input.headers.retain(|(name, _)| name != "url_path");
+        input.headers.push(("url_path".into(), url_path));
+    };
+    predict_target(request, &target, with_url_path, body, &state).await
 }
 
-async fn predict_target(
+/// A prediction with the request as `/predictions` reads it, then `adjust`ed by the route (an
+/// extra header or parameters); answered whole or streamed, as the handler answers.
+pub(super) async fn predict_target(
     request: HttpRequest,
     target: &Target,
-    url_path: Option<String>,
+    adjust: impl FnOnce(&mut InferenceRequest),
     body: web::Payload,
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     state.models.check(target)?;
     let mut input = payload::read_request(&request, body, state.body_limits).await?;
-    if let Some(url_path) = url_path {
-        input.headers.retain(|(name, _)| name != "url_path");
-        input.headers.push(("url_path".into(), url_path));
-    }
+    adjust(&mut input);
     let request_id = input.id.clone();
     let answer = unless_client_goes(&request, state.models.predict_streaming(target, input)).await?;
     Ok(match answer {
@@ -194,7 +197,7 @@ pub(super) async fn run(
 
 /// Waits for `answer` while the client is there; if it goes first, dropping `answer` withdraws
 /// what it was waiting for (a queued job, a workflow's nodes).
-pub(super) async fn unless_client_goes<T>(
+async fn unless_client_goes<T>(
     request: &HttpRequest,
     answer: impl std::future::Future<Output = Result<T, ServiceError>>,
 ) -> Result<T, ApiError> {

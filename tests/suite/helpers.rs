@@ -30,6 +30,11 @@ pub fn fixtures() -> &'static Path {
     })
 }
 
+/// A port free on loopback now (for a server that must be started on a known port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     fixtures().join(name)
 }

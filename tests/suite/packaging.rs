@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use crate::helpers::{assert_close, collect_lines, fixture, mlp_cases, repo_root, Reply, FREE_PORTS};
+use crate::helpers::{assert_close, collect_lines, fixture, free_port, mlp_cases, repo_root, Reply, FREE_PORTS};
 
 /// `scripts/wheel.sh --no-build`: packages the binaries cargo just built (cargo holds the build
 /// lock while tests run, so the script must not build).
@@ -150,10 +150,6 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = podman(&["rm", "--force", "--time", "0", &self.0]);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! nothing; every replica answers the same.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{assert_close, mlp_cases, repo_root, TestServer};
+use crate::helpers::{assert_close, free_port, mlp_cases, repo_root, TestServer};
 
 /// Clients sending predictions at once: at most this many can be in a replica when it dies.
 const CLIENTS: usize = 6;
@@ -82,10 +81,6 @@ impl Drop for Balancer {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// What the clients saw: answers per replica (nginx's `X-Upstream`), and failures.
