@@ -34,8 +34,10 @@ def _run(binary, default_name):
     lib = _torch_lib_dir()
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (lib, env.get("LD_LIBRARY_PATH")) if p)
     env.setdefault("TSERVE_PYTHON", sys.executable)
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else default_name
-    if name.endswith(".py") or name.startswith("__main__"):
+    # The command's own name (`tserve`, or `torchserve` through the image's link); `python -m
+    # tserve` runs as `.../__main__.py`, which is no name to run under.
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not name or name.endswith(".py"):
         name = default_name
     path = os.path.join(_BIN, binary)
     try:
