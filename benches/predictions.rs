@@ -65,16 +65,20 @@ fn main() {
         .collect();
     let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip");
     let wanted = |row: &str| rows.split(',').any(|r| r == row);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = cores();
     let mlp_body = fixture("mlp_bench_input.json");
     let jpeg = fixture("images/photo.jpg");
 
     println!("| row | path | concurrency | requests/s | p50 ms | p99 ms | errors | vs ceiling |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut ceiling = None;
+    // Tables printed after the main one: where the CPU went, per request.
+    let mut cpu_split: Vec<String> = Vec::new();
+    let mut python_cost: Vec<String> = Vec::new();
     if wanted("ceiling") {
         let bare = bare_json::start(workers);
         let run = wrk(&bare, &mlp_body, "application/json", 64, seconds);
+        cpu_split.extend(cpu_line("HTTP ceiling", &run, std::process::id()));
         run.print("HTTP ceiling", &format!("bare actix-web JSON handler, {workers} workers"), 64, None);
         ceiling = Some(run.requests_per_second);
     }
@@ -87,6 +91,9 @@ fn main() {
             let url = server.url(&format!("/predictions/{archive}"));
             for &clients in &concurrencies {
                 let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
+                if clients == 64 {
+                    cpu_split.extend(cpu_line(&format!("MLP, {setup}"), &run, server.pid()));
+                }
                 let label = format!("/predictions, {workers} workers, {setup}");
                 run.print("MLP", &label, clients, ceiling.map(|c| run.requests_per_second / c));
             }
@@ -125,12 +132,25 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         // Each server as it ships (default), then tuned by hand with OMP_NUM_THREADS=1 in its
         // environment, the usual advice for TorchServe's Python workers.
         let tunings: [(&str, &[(&str, &str)]); 2] = [("default", &[]), ("OMP_NUM_THREADS=1", &[("OMP_NUM_THREADS", "1")])];
+        // What TorchServe's Python worker itself costs per request, whichever frontend drives
+        // it: no frontend passes cores ÷ that on this machine (printed after the table).
+        let mut measured = |row: &str, pid: u32, clients: usize, url: &str| {
+            let run = wrk(url, &mlp_body, "application/json", clients, seconds);
+            if let Some((groups, wrk_cpu)) = run.cpu_per_request(pid, true) {
+                let python: f64 = groups.iter().filter(|(g, _)| g == PYTHON_WORKERS).map(|(_, us)| us).sum();
+                let frontend: f64 = groups.iter().filter(|(g, _)| g != PYTHON_WORKERS).map(|(_, us)| us).sum();
+                python_cost.push(format!(
+                    "| {row} | {clients} | {python:.0} | {frontend:.0} | {wrk_cpu:.0} | {:.0} |",
+                    cores() as f64 / python * 1e6
+                ));
+            }
+            run.print(row, &label, clients, ceiling.map(|c| run.requests_per_second / c));
+        };
         for (tuning, env) in tunings {
             let server = TestServer::start_with_env(&["py_mlp_bench.mar"], "job_queue_size=1000", env);
             let url = server.url("/predictions/py_mlp_bench");
             for &clients in &concurrencies {
-                let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
-                run.print(&format!("MLP, tserve, {tuning}"), &label, clients, ceiling.map(|c| run.requests_per_second / c));
+                measured(&format!("MLP, tserve, {tuning}"), server.pid(), clients, &url);
             }
         }
         for (tuning, env) in tunings {
@@ -138,9 +158,7 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
                 Ok(torchserve) => {
                     let url = torchserve.url("/predictions/py_mlp_bench");
                     for &clients in &concurrencies {
-                        let run = wrk(&url, &mlp_body, "application/json", clients, seconds);
-                        let row = format!("MLP, TorchServe 0.12.0, {tuning}");
-                        run.print(&row, &label, clients, ceiling.map(|c| run.requests_per_second / c));
+                        measured(&format!("MLP, TorchServe 0.12.0, {tuning}"), torchserve.pid(), clients, &url);
                     }
                 }
                 Err(e) => eprintln!("TorchServe row skipped: {e}"),
@@ -241,6 +259,29 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         first_request("MLP", "mlp_bench.mar", "/predictions/mlp_bench", &std::fs::read(&mlp_body).unwrap());
         first_request("ResNet-18", "resnet18.mar", "/predictions/resnet18", &std::fs::read(&jpeg).unwrap());
     }
+    if !cpu_split.is_empty() {
+        println!("\n| c=64, CPU per request | server's threads, µs | wrk µs | all, µs |\n|---|---|---|---|");
+        cpu_split.iter().for_each(|line| println!("{line}"));
+    }
+    if !python_cost.is_empty() {
+        println!(
+            "\n| Python handler, CPU per request | concurrency | Python workers µs | frontend µs | wrk µs | \
+             cores ÷ Python workers' µs: requests/s no frontend passes |\n|---|---|---|---|---|---|"
+        );
+        python_cost.iter().for_each(|line| println!("{line}"));
+    }
+}
+
+/// A row of the CPU table: the CPU each thread group of `pid` and wrk spent per request.
+fn cpu_line(row: &str, run: &WrkRun, pid: u32) -> Option<String> {
+    let (groups, wrk_cpu) = run.cpu_per_request(pid, false)?;
+    let server: f64 = groups.iter().map(|(_, us)| us).sum();
+    let named: Vec<String> = groups
+        .iter()
+        .filter(|(_, us)| *us >= 0.5)
+        .map(|(group, us)| format!("{} {us:.0}", group.replace('|', "/")))
+        .collect();
+    Some(format!("| {row} | {server:.0} ({}) | {wrk_cpu:.0} | {:.0} |", named.join(", "), server + wrk_cpu))
 }
 
 const FLOAT: (tch::Kind, Device) = (tch::Kind::Float, Device::Cpu);
@@ -289,6 +330,10 @@ fn without_opportunistic_batching(name: &str, serialized: &str, handler: &str, e
     let status = command.status().unwrap();
     assert!(status.success(), "tserve-archiver failed for {archive}");
     archive
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn print_raw(row: &str, label: &str, rate: f64) {
@@ -353,6 +398,9 @@ fn first_request(row: &str, archive: &str, path: &str, body: &[u8]) {
 }
 
 struct WrkRun {
+    /// CPU use when the measured run began (not the warm-up before it), and its requests.
+    cpu: Option<CpuSnapshot>,
+    requests: f64,
     requests_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -360,6 +408,14 @@ struct WrkRun {
 }
 
 impl WrkRun {
+    /// The CPU each thread group of `pid` (and, with `descendants`, of the processes under it)
+    /// and wrk spent per request in the measured run, in µs. Call it right after the run.
+    fn cpu_per_request(&self, pid: u32, descendants: bool) -> Option<(Vec<(String, f64)>, f64)> {
+        let (groups, wrk) = self.cpu.as_ref()?.since(pid, descendants);
+        let per_request = |seconds: f64| seconds / self.requests * 1e6;
+        Some((groups.into_iter().map(|(group, seconds)| (group, per_request(seconds))).collect(), per_request(wrk)))
+    }
+
     fn print(&self, row: &str, label: &str, clients: usize, ratio: Option<f64>) {
         let ratio = ratio.map_or("-".to_string(), |r| format!("{r:.2}"));
         println!(
@@ -454,6 +510,8 @@ fn h2load(url: &str, body: &Path, clients: usize, seconds: u64) -> WrkRun {
     micros.sort_unstable();
     let percentile = |p: f64| micros.get(((micros.len() as f64 * p) as usize).min(micros.len().saturating_sub(1))).map_or(f64::NAN, |&us| us as f64 / 1e3);
     WrkRun {
+        cpu: None,
+        requests: f64::NAN,
         requests_per_second: rate,
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
@@ -489,7 +547,93 @@ fn wrk_with(url: &str, body: &Path, content_type: &str, headers: &[(&str, String
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     run(2);
-    parse_wrk(&run(seconds))
+    let measuring = CpuSnapshot::take();
+    let mut measured = parse_wrk(&run(seconds));
+    measured.cpu = Some(measuring);
+    measured.requests = measured.requests_per_second * seconds as f64;
+    measured
+}
+
+/// The group of every thread of TorchServe's Python worker processes.
+const PYTHON_WORKERS: &str = "Python workers";
+
+/// CPU time used so far, to be compared after a run: by each group of alike-named threads of
+/// every process (its `comm`, digits dropped: `actix-rt|system:0|arbiter:N`, `W-N-mlp_benc`;
+/// the Python workers' as one), and by the benchmark's finished children (wrk).
+#[derive(Clone)]
+struct CpuSnapshot {
+    threads: std::collections::HashMap<(u32, u32), (u32, String, u64)>,
+    children: Duration,
+}
+
+impl CpuSnapshot {
+    fn take() -> Self {
+        let mut threads = std::collections::HashMap::new();
+        for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = process.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let parent = std::fs::read_to_string(process.path().join("stat"))
+                .ok()
+                .and_then(|stat| stat_fields(&stat).map(|(_, fields)| fields.get(1).and_then(|f| f.parse().ok()).unwrap_or(0)))
+                .unwrap_or(0);
+            // TorchServe's Python worker, whichever frontend started it (torch renames its
+            // threads, so the command line tells, not the thread names).
+            let python_worker = std::fs::read(process.path().join("cmdline"))
+                .is_ok_and(|line| String::from_utf8_lossy(&line).contains("model_service_worker"));
+            for thread in std::fs::read_dir(process.path().join("task")).into_iter().flatten().flatten() {
+                let Ok(tid) = thread.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(stat) = std::fs::read_to_string(thread.path().join("stat")) else { continue };
+                let Some((comm, fields)) = stat_fields(&stat) else { continue };
+                let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+                let group = match python_worker {
+                    true => PYTHON_WORKERS.to_string(),
+                    false => comm.chars().map(|c| if c.is_ascii_digit() { 'N' } else { c }).collect(),
+                };
+                threads.insert((pid, tid), (parent, group, ticks(11) + ticks(12)));
+            }
+        }
+        // SAFETY: getrusage writes one `rusage` into the zeroed value given.
+        let children = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+            let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+            time(usage.ru_utime) + time(usage.ru_stime)
+        };
+        Self { threads, children }
+    }
+
+    /// CPU seconds since `self` of the threads of `pid` and, with `descendants`, of every process
+    /// under it, by thread group; then wrk's (the children that ended since).
+    fn since(&self, pid: u32, descendants: bool) -> (Vec<(String, f64)>, f64) {
+        let now = Self::take();
+        let under = |mut process: u32| loop {
+            if process == pid {
+                return true;
+            }
+            match now.threads.get(&(process, process)) {
+                Some(&(parent, _, _)) if descendants && parent > 1 => process = parent,
+                _ => return false,
+            }
+        };
+        // SAFETY: sysconf only reads a constant of the system.
+        let tick = 1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let mut groups: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        for (&(process, tid), (_, group, ticks)) in &now.threads {
+            if !under(process) {
+                continue;
+            }
+            let before = self.threads.get(&(process, tid)).map_or(0, |t| t.2);
+            *groups.entry(group.clone()).or_default() += ticks.saturating_sub(before) as f64 * tick;
+        }
+        let mut groups: Vec<(String, f64)> = groups.into_iter().filter(|(_, seconds)| *seconds > 0.0).collect();
+        groups.sort_by(|a, b| b.1.total_cmp(&a.1));
+        (groups, (now.children.saturating_sub(self.children)).as_secs_f64())
+    }
+}
+
+/// A `/proc/<pid>/stat` line's command name and the fields after it.
+fn stat_fields(stat: &str) -> Option<(String, Vec<&str>)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    Some((stat[open + 1..close].to_string(), stat.get(close + 2..)?.split(' ').collect()))
 }
 
 fn parse_wrk(output: &str) -> WrkRun {
@@ -524,6 +668,8 @@ fn parse_wrk(output: &str) -> WrkRun {
         })
         .unwrap_or(0);
     WrkRun {
+        cpu: None,
+        requests: f64::NAN,
         requests_per_second: field("Requests/sec:").and_then(|n| n.parse().ok()).unwrap_or(f64::NAN),
         p50_ms: millis(field("50%")),
         p99_ms: millis(field("99%")),
@@ -591,6 +737,11 @@ mod torchserve {
 
         pub fn url(&self, path: &str) -> String {
             format!("http://127.0.0.1:{}{path}", self.port)
+        }
+
+        /// The launcher's process, under which the Java frontend and its Python workers run.
+        pub fn pid(&self) -> u32 {
+            self.child.id()
         }
     }
 

@@ -204,11 +204,13 @@ impl LoadedModel {
         Ok(model)
     }
 
-    /// Runs the model a few times on the handler's example input, so that libtorch's one-time
-    /// work (allocator growth, kernel selection, the graph executor's profiling runs) is done
-    /// before the first request rather than during it.
+    /// Runs the model on the handler's example input, so that libtorch's one-time work
+    /// (allocator growth, kernel selection) is done before the first request rather than during
+    /// it. Twice: ResNet-18's first request then takes 1.03–1.04× a warm one, as after three runs
+    /// (`BENCH_ROWS=first cargo bench --bench predictions`), where one run left it at 2.05×; each
+    /// run saved is a forward off every start.
     fn warm_up(&self) -> Result<(), ModelError> {
-        const RUNS: usize = 3;
+        const RUNS: usize = 2;
         let Some(example) = self.handler.example_input() else { return Ok(()) };
         for _ in 0..RUNS {
             // The path a request takes, postprocessing included.
