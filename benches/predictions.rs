@@ -560,7 +560,6 @@ const PYTHON_WORKERS: &str = "Python workers";
 /// CPU time used so far, to be compared after a run: by each group of alike-named threads of
 /// every process (its `comm`, digits dropped: `actix-rt|system:0|arbiter:N`, `W-N-mlp_benc`;
 /// the Python workers' as one), and by the benchmark's finished children (wrk).
-#[derive(Clone)]
 struct CpuSnapshot {
     threads: std::collections::HashMap<(u32, u32), (u32, String, u64)>,
     children: Duration,
