@@ -16,12 +16,14 @@ use crate::config::{Config, ConfigError};
 const STOP_WAIT: Duration = Duration::from_secs(60);
 
 pub fn run(args: Args) -> ExitCode {
-    let pid_file = pid_file_path();
-    let running = running_server(&pid_file);
+    // Only prints, touching no pid file (as TorchServe's launcher: only --start and --stop remove
+    // an orphan one).
     if args.version {
         println!("tserve version is {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    let pid_file = pid_file_path();
+    let running = running_server(&pid_file);
     if args.stop {
         return stop(running, &pid_file);
     }

@@ -23,6 +23,20 @@ fn version_prints_and_exits() {
 }
 
 #[test]
+fn version_leaves_an_orphan_pid_file_to_start_and_stop() {
+    // A server that died without cleaning up (SIGKILL) left its pid file; its pid names no process.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join(".tserve.pid");
+    std::fs::write(&pid_file, format!("{}\n", i32::MAX)).unwrap();
+    let (code, out) = run(dir.path(), &["--version"]);
+    assert_eq!((code, out.as_str()), (0, concat!("tserve version is ", env!("CARGO_PKG_VERSION"))));
+    assert!(pid_file.exists(), "--version only prints, as TorchServe's");
+    let (code, out) = run(dir.path(), &["--stop"]);
+    assert_eq!((code, out.as_str()), (0, "Removing orphan pid file.\ntserve is not currently running."));
+    assert!(!pid_file.exists());
+}
+
+#[test]
 fn stop_when_not_running() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out) = run(dir.path(), &["--stop"]);
