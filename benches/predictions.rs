@@ -682,16 +682,12 @@ mod torchserve {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use super::helpers::{fixture, repo_root};
+    use super::helpers::{fixture, free_port, repo_root};
 
     pub struct TorchServe {
         child: Child,
         dir: tempfile::TempDir,
         port: u16,
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     impl TorchServe {
