@@ -85,6 +85,11 @@ fn main() {
     if wanted("mlp") {
         let raw = raw_forward_rate("mlp_bench.pt", |n| Tensor::randn([n, 64], FLOAT), workers, 1, seconds);
         print_raw("MLP", &format!("raw forward, {workers} threads × batch 1"), raw);
+        for batch in [1, 8] {
+            let path = handler_path_rate("mlp_bench.pt", &mlp_body, batch, seconds);
+            let raw = raw_forward_rate("mlp_bench.pt", |n| Tensor::randn([n, 64], FLOAT), 1, batch as i64, seconds);
+            print_raw("MLP", &format!("base_handler's whole path, 1 thread × batch {batch} (raw forward {raw:.0})"), path);
+        }
         let unbatched = without_opportunistic_batching("mlp_bench", "mlp_bench.pt", "base_handler", &[]);
         for (archive, setup) in [("mlp_bench", "default"), (unbatched.as_str(), "opportunistic batching off")] {
             let server = TestServer::start_with(&[&format!("{archive}.mar")], "job_queue_size=1000");
@@ -371,6 +376,35 @@ fn raw_forward_rate(model: &str, input: fn(i64) -> Tensor, threads: usize, batch
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     counts.iter().sum::<u64>() as f64 / duration.as_secs_f64()
+}
+
+/// Requests per second through base_handler's whole path in one thread, as a worker runs a
+/// batch: `batch` JSON bodies parsed, one `forward`, each answer back as a JSON value. Beside the
+/// same batch's raw `forward` rate it shows what the handler adds to the model.
+fn handler_path_rate(model: &str, body: &Path, batch: usize, seconds: u64) -> f64 {
+    let body = std::fs::read(body).unwrap();
+    let path = fixture(model);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tch::set_num_threads(1);
+                let _no_grad = tch::no_grad_guard(); // as on a worker's thread
+                let handler = Box::new(tserve::handlers::BaseHandler::default());
+                let model = tserve::handlers::LoadedModel::load(&path, handler, Device::Cpu).unwrap();
+                let payloads: Vec<&[u8]> = vec![&body[..]; batch];
+                let run = || assert!(model.predict(&payloads).iter().all(Result::is_ok));
+                (0..100).for_each(|_| run()); // warm-up
+                let duration = Duration::from_secs(seconds);
+                let (started, mut count) = (Instant::now(), 0u64);
+                while started.elapsed() < duration {
+                    run();
+                    count += batch as u64;
+                }
+                count as f64 / started.elapsed().as_secs_f64()
+            })
+            .join()
+            .unwrap()
+    })
 }
 
 /// A model's first request after it loads, against the median of the next 20.

@@ -5,7 +5,7 @@ use serde_json::Value;
 use tch::Tensor;
 
 use super::tensor_json::{self, BodyError};
-use super::{Handler, ModelError};
+use super::{Handler, ModelError, Sample};
 
 #[derive(Debug, Default)]
 pub struct BaseHandler {
@@ -14,16 +14,15 @@ pub struct BaseHandler {
 }
 
 impl Handler for BaseHandler {
-    fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError> {
-        tensor_json::body_to_tensor(payload).map_err(|e| match e {
+    fn preprocess(&self, payload: &[u8]) -> Result<Sample, ModelError> {
+        tensor_json::body_to_sample(payload).map_err(|e| match e {
             BodyError::NotJson(e) => ModelError::BadInput(format!("request body is not valid JSON: {e}")),
             BodyError::Tensor(message) => ModelError::BadInput(message),
         })
     }
 
-    fn example_input(&self) -> Option<Tensor> {
-        let shape = self.warmup_shape.as_ref()?;
-        Tensor::f_zeros(shape.as_slice(), (tch::Kind::Float, tch::Device::Cpu)).ok()
+    fn example_input(&self) -> Option<Sample> {
+        Sample::zeros(self.warmup_shape.clone()?)
     }
 
     fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError> {

@@ -8,9 +8,7 @@ use std::io::Cursor;
 use fast_image_resize::images::Image as ResizeImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
-use tch::Tensor;
-
-use super::ModelError;
+use super::{ModelError, Sample, Values};
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
@@ -18,13 +16,13 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// Pillow's `Image.MAX_IMAGE_PIXELS`, the default of `limit_max_image_pixels`.
 pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
 
-/// The ImageNet transform of `image_classifier`: bytes → `[3, 224, 224]` float tensor. An image
+/// The ImageNet transform of `image_classifier`: bytes → `[3, 224, 224]` float sample. An image
 /// whose header declares more than `max_pixels` is refused before it is decoded.
-pub fn imagenet_input(bytes: &[u8], max_pixels: Option<u64>) -> Result<Tensor, ModelError> {
+pub fn imagenet_input(bytes: &[u8], max_pixels: Option<u64>) -> Result<Sample, ModelError> {
     let image = decode_rgb(bytes, max_pixels)?;
     let image = resize_shorter_side(image, 256)?;
     let image = center_crop(&image, 224);
-    normalized_tensor(&image, IMAGENET_MEAN, IMAGENET_STD)
+    normalized(&image, IMAGENET_MEAN, IMAGENET_STD)
 }
 
 /// Decodes JPEG, PNG, GIF, BMP, WebP or TIFF into 8-bit RGB, as PIL's `convert("RGB")`:
@@ -141,11 +139,7 @@ pub fn center_crop(image: &RgbImage, size: u32) -> RgbImage {
 
 /// `ToTensor()` then `Normalize(mean, std)`: CHW float32, `(pixel / 255 - mean) / std`, in the
 /// same float32 operations as torchvision.
-pub fn normalized_tensor(
-    image: &RgbImage,
-    mean: [f32; 3],
-    std: [f32; 3],
-) -> Result<Tensor, ModelError> {
+pub fn normalized(image: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Result<Sample, ModelError> {
     let (width, height) = image.dimensions();
     let plane = (width * height) as usize;
     let mut chw = vec![0f32; 3 * plane];
@@ -155,9 +149,8 @@ pub fn normalized_tensor(
             chw[channel * plane + index] = (value - mean[channel]) / std[channel];
         }
     }
-    Tensor::f_from_slice(&chw)
-        .and_then(|t| t.f_view([3, i64::from(height), i64::from(width)]))
-        .map_err(|e| ModelError::BadInput(e.to_string()))
+    Sample::new(vec![3, i64::from(height), i64::from(width)], Values::Float(chw))
+        .ok_or_else(|| ModelError::BadInput(format!("a {width}x{height} image")))
 }
 
 #[cfg(test)]
@@ -185,10 +178,12 @@ mod tests {
     #[test]
     fn normalizes_per_channel() {
         let image = RgbImage::from_pixel(2, 1, image::Rgb([255, 0, 128]));
-        let tensor = normalized_tensor(&image, IMAGENET_MEAN, IMAGENET_STD).unwrap();
-        assert_eq!(tensor.size(), vec![3, 1, 2]);
-        let red = tensor.double_value(&[0, 0, 0]);
-        assert!((red - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+        let sample = normalized(&image, IMAGENET_MEAN, IMAGENET_STD).unwrap();
+        assert_eq!(sample.shape(), [3, 1, 2]);
+        let Values::Float(values) = sample.values() else { panic!("{sample:?}") };
+        // Channel-first: red of both pixels, then green, then blue.
+        assert!((values[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+        assert!((values[2] - (0.0 - 0.456) / 0.224).abs() < 1e-5);
     }
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tch::{Kind, Tensor};
 
 use super::labels::Labels;
-use super::{image, Handler, ModelError};
+use super::{image, Handler, ModelError, Sample};
 
 pub struct ImageClassifier {
     labels: Labels,
@@ -29,12 +29,12 @@ impl ImageClassifier {
 }
 
 impl Handler for ImageClassifier {
-    fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError> {
+    fn preprocess(&self, payload: &[u8]) -> Result<Sample, ModelError> {
         image::imagenet_input(payload, self.max_pixels)
     }
 
-    fn example_input(&self) -> Option<Tensor> {
-        Tensor::f_zeros([3, 224, 224], (Kind::Float, tch::Device::Cpu)).ok()
+    fn example_input(&self) -> Option<Sample> {
+        Sample::zeros(vec![3, 224, 224])
     }
 
     fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError> {

@@ -6,6 +6,7 @@ mod base;
 pub mod image;
 mod image_classifier;
 mod labels;
+pub mod sample;
 mod shared;
 pub mod tensor_json;
 pub mod typed;
@@ -14,13 +15,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tch::{CModule, Device, IValue, Kind, Tensor};
+use tch::{CModule, Device, IValue, Tensor};
 
 use crate::error::{Code, ErrorCode};
 use crate::tensor::TensorData;
 
 pub use base::BaseHandler;
 pub use image_classifier::ImageClassifier;
+pub use sample::{Sample, Values};
 
 /// Errors of the model layer: loading a model, and running one request through it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -115,12 +117,12 @@ impl HandlerKind {
 /// bad payload fails only its own request; postprocessing splits the batch output.
 pub trait Handler: Send {
     /// One request's payload → one sample (no batch dimension).
-    fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError>;
+    fn preprocess(&self, payload: &[u8]) -> Result<Sample, ModelError>;
     /// The batched output (on the CPU) → one JSON answer per sample, in order.
     fn postprocess(&self, output: &Tensor) -> Result<Vec<Value>, ModelError>;
     /// A sample shaped like the handler's input, to warm the model up before it serves; `None`
     /// when the shape is not known.
-    fn example_input(&self) -> Option<Tensor> {
+    fn example_input(&self) -> Option<Sample> {
         None
     }
 }
@@ -166,10 +168,8 @@ pub struct LoadedModel {
 /// Samples of one shape and dtype, which can go through one `forward` together, and the
 /// payloads (by index) they came from.
 struct SubBatch {
-    shape: Vec<i64>,
-    kind: Kind,
     owners: Vec<usize>,
-    samples: Vec<Tensor>,
+    samples: Vec<Sample>,
 }
 
 impl LoadedModel {
@@ -229,13 +229,15 @@ impl LoadedModel {
         for (index, payload) in payloads.iter().enumerate() {
             match self.handler.preprocess(payload) {
                 Ok(sample) => {
-                    let (shape, kind) = (sample.size(), sample.kind());
-                    match groups.iter_mut().find(|g| g.shape == shape && g.kind == kind) {
+                    let alike = |group: &&mut SubBatch| {
+                        group.samples.first().is_some_and(|first| first.shape() == sample.shape() && first.kind() == sample.kind())
+                    };
+                    match groups.iter_mut().find(alike) {
                         Some(group) => {
                             group.owners.push(index);
                             group.samples.push(sample);
                         }
-                        None => groups.push(SubBatch { shape, kind, owners: vec![index], samples: vec![sample] }),
+                        None => groups.push(SubBatch { owners: vec![index], samples: vec![sample] }),
                     }
                 }
                 Err(e) => answers[index] = Some(Err(e)),
@@ -389,13 +391,9 @@ impl LoadedModel {
             .collect()
     }
 
-    fn forward(&self, samples: &[Tensor]) -> Result<Vec<Value>, ModelError> {
-        let batch = match samples {
-            // One sample needs no copy: a view with a batch dimension.
-            [only] => only.f_unsqueeze(0),
-            _ => Tensor::f_stack(samples, 0),
-        }
-        .map_err(|e| ModelError::BadInput(format!("inputs cannot form a batch: {}", last_line(&e.to_string()))))?;
+    fn forward(&self, samples: &[Sample]) -> Result<Vec<Value>, ModelError> {
+        let batch = Sample::batch(samples)
+            .map_err(|e| ModelError::BadInput(format!("inputs cannot form a batch: {}", last_line(&e))))?;
         // A failed copy to the device is the device's error (and may be fatal), not the input's.
         let batch = if self.device == Device::Cpu {
             batch

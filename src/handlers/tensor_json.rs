@@ -7,16 +7,18 @@ use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 use tch::{Kind, Tensor};
 
-/// A request body straight into a tensor, in one pass with no `Value` tree in between: the hot
-/// path of `base_handler`. Same rules as [`json_to_tensor`] (shape from the first element at each
+use super::sample::{Sample, Values};
+
+/// A request body straight into a sample, in one pass with no `Value` tree in between: the hot
+/// path of `base_handler`. Same rules as [`json_to_sample`] (shape from the first element at each
 /// depth, all-integer input int64, anything else float32); a body it refuses is parsed again by
-/// `serde_json::Value` and [`json_to_tensor`], so that errors read exactly as they always have.
-pub fn body_to_tensor(body: &[u8]) -> Result<Tensor, BodyError> {
+/// `serde_json::Value` and [`json_to_sample`], so that errors read exactly as they always have.
+pub fn body_to_sample(body: &[u8]) -> Result<Sample, BodyError> {
     match flat_from_body(body) {
-        Some(flat) => flat.into_tensor().map_err(BodyError::Tensor),
+        Some(flat) => flat.into_sample().map_err(BodyError::Tensor),
         None => {
             let json: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
-            json_to_tensor(&json).map_err(BodyError::Tensor)
+            json_to_sample(&json).map_err(BodyError::Tensor)
         }
     }
 }
@@ -97,14 +99,14 @@ impl Flat {
         Ok(())
     }
 
-    fn into_tensor(self) -> Result<Tensor, String> {
+    fn into_sample(self) -> Result<Sample, String> {
         let rank = self.rank.unwrap_or(0);
         let dims: Vec<i64> = self.lengths.iter().take(rank).map(|d| d.unwrap_or(0) as i64).collect();
-        let tensor = match &self.ints {
-            Some(ints) => Tensor::f_from_slice(ints),
-            None => Tensor::f_from_slice(&self.floats),
+        let values = match self.ints {
+            Some(ints) => Values::Int(ints),
+            None => Values::Float(self.floats),
         };
-        tensor.and_then(|t| t.f_view(dims.as_slice())).map_err(|e| e.to_string())
+        Sample::new(dims, values).ok_or_else(|| REFUSED.to_string())
     }
 }
 
@@ -158,25 +160,18 @@ impl<'de> Visitor<'de> for Element<'_> {
     }
 }
 
-/// A rectangular nested array of numbers → tensor. Errors name what is wrong with the input.
-pub fn json_to_tensor(value: &Value) -> Result<Tensor, String> {
+/// A rectangular nested array of numbers → sample. Errors name what is wrong with the input.
+pub fn json_to_sample(value: &Value) -> Result<Sample, String> {
     let shape = shape_of(value);
     let mut leaves = Vec::new();
     collect_leaves(value, &shape, 0, &mut leaves)?;
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    let tensor = if leaves.iter().all(|n| n.is_i64()) {
-        let ints: Vec<i64> = leaves.iter().filter_map(|n| n.as_i64()).collect();
-        Tensor::f_from_slice(&ints)
+    let values = if leaves.iter().all(|n| n.is_i64()) {
+        Values::Int(leaves.iter().filter_map(|n| n.as_i64()).collect())
     } else {
-        let floats: Vec<f32> = leaves
-            .iter()
-            .map(|n| n.as_f64().unwrap_or(f64::NAN) as f32)
-            .collect();
-        Tensor::f_from_slice(&floats)
+        Values::Float(leaves.iter().map(|n| n.as_f64().unwrap_or(f64::NAN) as f32).collect())
     };
-    tensor
-        .and_then(|t| t.f_view(dims.as_slice()))
-        .map_err(|e| e.to_string())
+    Sample::new(dims, values).ok_or_else(|| format!("shape {shape:?} does not hold {} numbers", leaves.len()))
 }
 
 /// The shape implied by the first element at each depth; checked against the rest afterwards.
@@ -262,23 +257,22 @@ mod tests {
 
     #[test]
     fn floats_become_float32() {
-        let t = json_to_tensor(&json!([[1.5, 2], [3, 4]])).unwrap();
-        assert_eq!(t.size(), vec![2, 2]);
-        assert_eq!(t.kind(), Kind::Float);
-        assert_eq!(t.double_value(&[0, 0]), 1.5);
+        let s = json_to_sample(&json!([[1.5, 2], [3, 4]])).unwrap();
+        assert_eq!(s.shape(), [2, 2]);
+        assert_eq!(s.values(), &Values::Float(vec![1.5, 2.0, 3.0, 4.0]));
     }
 
     #[test]
     fn integers_become_int64() {
-        let t = json_to_tensor(&json!([1, 2, 3])).unwrap();
-        assert_eq!((t.size(), t.kind()), (vec![3], Kind::Int64));
+        let s = json_to_sample(&json!([1, 2, 3])).unwrap();
+        assert_eq!((s.shape(), s.kind()), (&[3][..], Kind::Int64));
     }
 
     #[test]
     fn ragged_and_non_numeric_are_refused() {
-        assert!(json_to_tensor(&json!([[1, 2], [3]])).is_err());
-        assert!(json_to_tensor(&json!([[1, 2], 3])).is_err());
-        let err = json_to_tensor(&json!(["a"])).unwrap_err();
+        assert!(json_to_sample(&json!([[1, 2], [3]])).is_err());
+        assert!(json_to_sample(&json!([[1, 2], 3])).is_err());
+        let err = json_to_sample(&json!(["a"])).unwrap_err();
         assert!(err.contains("a string"), "{err}");
     }
 
@@ -286,30 +280,30 @@ mod tests {
     fn a_body_refused_reads_as_the_value_parser_says() {
         for body in [&b"[[1, 2], [3]]"[..], b"[[1, 2], 3]", b"[\"a\"]", b"[[1], []]", b"[1, [2]]"] {
             let json: Value = serde_json::from_slice(body).unwrap();
-            match body_to_tensor(body) {
-                Err(BodyError::Tensor(message)) => assert_eq!(message, json_to_tensor(&json).unwrap_err()),
+            match body_to_sample(body) {
+                Err(BodyError::Tensor(message)) => assert_eq!(message, json_to_sample(&json).unwrap_err()),
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
         }
-        assert!(matches!(body_to_tensor(b"[1, 2"), Err(BodyError::NotJson(_))));
-        assert!(matches!(body_to_tensor(b"[1] x"), Err(BodyError::NotJson(_))));
+        assert!(matches!(body_to_sample(b"[1, 2"), Err(BodyError::NotJson(_))));
+        assert!(matches!(body_to_sample(b"[1] x"), Err(BodyError::NotJson(_))));
     }
 
     #[test]
     fn bodies_become_tensors_in_one_pass() {
-        let t = body_to_tensor(b" [[1.5, 2], [3, 4]] ").unwrap();
-        assert_eq!((t.size(), t.kind()), (vec![2, 2], Kind::Float));
-        assert_eq!(t.double_value(&[0, 1]), 2.0);
-        let t = body_to_tensor(b"[[1, 2, 3]]").unwrap();
-        assert_eq!((t.size(), t.kind()), (vec![1, 3], Kind::Int64));
-        assert_eq!(body_to_tensor(b"7").unwrap().size(), Vec::<i64>::new());
-        assert_eq!(body_to_tensor(b"[[], []]").unwrap().size(), vec![2, 0]);
+        let s = body_to_sample(b" [[1.5, 2], [3, 4]] ").unwrap();
+        assert_eq!(s.shape(), [2, 2]);
+        assert_eq!(s.values(), &Values::Float(vec![1.5, 2.0, 3.0, 4.0]));
+        let s = body_to_sample(b"[[1, 2, 3]]").unwrap();
+        assert_eq!((s.shape(), s.values()), (&[1, 3][..], &Values::Int(vec![1, 2, 3])));
+        assert_eq!(body_to_sample(b"7").unwrap().shape(), [0i64; 0]);
+        assert_eq!(body_to_sample(b"[[], []]").unwrap().shape(), [2, 0]);
     }
 
     #[test]
     fn round_trips() {
         let value = json!([[1.5, -2.25], [0.0, 4.0]]);
-        let back = tensor_to_json(&json_to_tensor(&value).unwrap()).unwrap();
+        let back = tensor_to_json(&json_to_sample(&value).unwrap().to_tensor().unwrap()).unwrap();
         assert_eq!(back, value);
         assert_eq!(tensor_to_json(&Tensor::from(7i64)).unwrap(), json!(7));
     }
@@ -367,14 +361,15 @@ mod tests {
             }
         }
 
-        /// The one-pass parser and the `Value` parser give the same tensor, or both refuse.
+        /// The one-pass parser and the `Value` parser give the same sample, or both refuse.
         fn both_parsers_agree(value: &Value) -> Result<(), TestCaseError> {
             let body = serde_json::to_vec(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            match (json_to_tensor(value), flat_from_body(&body).map(Flat::into_tensor)) {
+            match (json_to_sample(value), flat_from_body(&body).map(Flat::into_sample)) {
                 (Ok(slow), Some(Ok(fast))) => {
-                    prop_assert_eq!(slow.size(), fast.size());
+                    prop_assert_eq!(slow.shape(), fast.shape());
                     prop_assert_eq!(slow.kind(), fast.kind());
-                    prop_assert!(slow.equal(&fast), "{} against {}", slow, fast);
+                    // Bit for bit (NaN is not a JSON number, so `==` on floats is exact here).
+                    prop_assert_eq!(slow.values(), fast.values());
                 }
                 (Err(_), None) => {}
                 (slow, fast) => prop_assert!(false, "{body:?}: Value parser {:?}, one pass {:?}", slow.is_ok(), fast.map(|t| t.is_ok())),
@@ -397,14 +392,14 @@ mod tests {
             #[test]
             fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
                 if let Ok(json) = serde_json::from_slice::<Value>(&body) {
-                    let _ = json_to_tensor(&json);
+                    let _ = json_to_sample(&json);
                 }
             }
 
             #[test]
             fn a_tensor_holds_every_number_given(value in any_json()) {
-                if let Ok(tensor) = json_to_tensor(&value) {
-                    prop_assert_eq!(tensor.numel(), leaf_count(&value));
+                if let Ok(sample) = json_to_sample(&value) {
+                    prop_assert_eq!(sample.to_tensor().map_err(|e| TestCaseError::fail(e.to_string()))?.numel(), leaf_count(&value));
                 }
             }
 
@@ -416,7 +411,7 @@ mod tests {
                 let cols = values.len().div_ceil(rows);
                 let values: Vec<f64> = values.iter().cycle().take(rows * cols).map(|&v| f64::from(v)).collect();
                 let value = Value::Array(values.chunks(cols).map(|row| Value::from(row.to_vec())).collect());
-                let tensor = json_to_tensor(&value).map_err(TestCaseError::fail)?;
+                let tensor = json_to_sample(&value).map_err(TestCaseError::fail)?.to_tensor().map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(tensor.size(), vec![rows as i64, cols as i64]);
                 let back = tensor_to_json(&tensor).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(back, value);

@@ -12,7 +12,7 @@ use tserve::actors::{
     shared_registry, Job, JobResult, ManagerError, ModelSpec, Register, Registration, SharedRegistry,
     Supervisor,
 };
-use tserve::handlers::{BaseHandler, Handler, ModelError};
+use tserve::handlers::{BaseHandler, Handler, ModelError, Sample};
 use tserve::request::{Body, InferenceRequest};
 use tserve::settings::{ModelSettings, Overrides, ServerDefaults};
 
@@ -26,7 +26,7 @@ struct Instrumented {
 }
 
 impl Handler for Instrumented {
-    fn preprocess(&self, payload: &[u8]) -> Result<Tensor, ModelError> {
+    fn preprocess(&self, payload: &[u8]) -> Result<Sample, ModelError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if payload == b"panic" {
             panic!("injected panic");

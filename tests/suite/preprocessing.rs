@@ -21,7 +21,9 @@ fn input_tensors_match_torchvision() {
             continue;
         }
         let ours = imagenet_input(&std::fs::read(&path).unwrap(), None)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .to_tensor()
+            .unwrap();
         let theirs = Tensor::read_npy(images.join(format!("{name}.npy"))).unwrap();
         assert_eq!(ours.size(), theirs.size(), "{name}");
         let difference = (&ours - &theirs).abs();
