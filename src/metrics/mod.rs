@@ -156,7 +156,8 @@ impl Metrics {
                     return;
                 }
                 let dims: Vec<(&str, &str)> = dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                let now = chrono::Local::now().timestamp();
+                // Seconds since the epoch are the same in every zone: no local-time lookup.
+                let now = chrono::Utc::now().timestamp();
                 let line = format::log_line(&spec.name, &spec.unit, value, &dims, &self.hostname, request_id, now);
                 log::info!(target: target, "{line}");
             }
