@@ -30,27 +30,22 @@ impl Values {
 
     /// The samples' numbers one after another; all are of the first's kind (checked by the caller).
     fn joined(samples: &[Sample]) -> Values {
-        let total = samples.iter().map(|s| s.values.len()).sum();
-        let Some(first) = samples.first() else { return Values::Float(Vec::new()) };
-        match &first.values {
-            Values::Float(_) => {
-                let mut all = Vec::with_capacity(total);
-                for sample in samples {
-                    if let Values::Float(values) = &sample.values {
-                        all.extend_from_slice(values);
-                    }
-                }
-                Values::Float(all)
+        fn concat<T: Copy>(samples: &[Sample], part: impl Fn(&Values) -> Option<&Vec<T>>) -> Vec<T> {
+            let mut all = Vec::with_capacity(samples.iter().map(|s| s.values.len()).sum());
+            for values in samples.iter().filter_map(|s| part(&s.values)) {
+                all.extend_from_slice(values);
             }
-            Values::Int(_) => {
-                let mut all = Vec::with_capacity(total);
-                for sample in samples {
-                    if let Values::Int(values) = &sample.values {
-                        all.extend_from_slice(values);
-                    }
-                }
-                Values::Int(all)
-            }
+            all
+        }
+        match samples.first().map(|s| &s.values) {
+            Some(Values::Int(_)) => Values::Int(concat(samples, |v| match v {
+                Values::Int(ints) => Some(ints),
+                Values::Float(_) => None,
+            })),
+            _ => Values::Float(concat(samples, |v| match v {
+                Values::Float(floats) => Some(floats),
+                Values::Int(_) => None,
+            })),
         }
     }
 
