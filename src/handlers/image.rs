@@ -8,6 +8,7 @@ use std::io::Cursor;
 use fast_image_resize::images::Image as ResizeImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
+
 use super::{ModelError, Sample, Values};
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -1,7 +1,7 @@
 //! One request's input after preprocessing: numbers in row-major order and their shape, still
 //! outside libtorch. Samples of one shape and dtype become one batch tensor in one copy, so a
 //! request costs no libtorch call of its own: a tensor per request (`from_slice`, `view`) and the
-//! `stack` that joined them took about a fifth of the MLP workers' time under `wrk -c64`
+//! `stack` that joined them took about 14% of the MLP workers' time under `wrk -c64`
 //! (`perf record --call-graph dwarf` of the worker threads).
 
 use tch::{Kind, Tensor};

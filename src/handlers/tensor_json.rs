@@ -290,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn bodies_become_tensors_in_one_pass() {
+    fn bodies_become_samples_in_one_pass() {
         let s = body_to_sample(b" [[1.5, 2], [3, 4]] ").unwrap();
         assert_eq!(s.shape(), [2, 2]);
         assert_eq!(s.values(), &Values::Float(vec![1.5, 2.0, 3.0, 4.0]));
