@@ -160,7 +160,13 @@ impl FileSink {
         };
         let message = match record.args().as_str() {
             Some(text) => text.to_string(),
-            None => record.args().to_string(),
+            None => {
+                // Sized for a metric or access line at once: `to_string` would start empty
+                // and grow four times.
+                let mut message = String::with_capacity(160);
+                let _ = std::fmt::Write::write_fmt(&mut message, *record.args());
+                message
+            }
         };
         self.appender.append(Entry {
             time: std::time::SystemTime::now(),

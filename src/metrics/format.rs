@@ -11,21 +11,32 @@ use super::store::{Family, DEFAULT_BUCKETS};
 /// Java's `Double.toString`, as simpleclient and TorchServe's log lines print values: `8.0`,
 /// `0.25`, `1.2345678E7`, `1.0E-4`.
 pub fn java_double(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".into();
+    JavaDouble(value).to_string()
+}
+
+/// [`java_double`] written where it is displayed: a metric line formats it without a
+/// temporary string in the common range.
+pub struct JavaDouble(pub f64);
+
+impl std::fmt::Display for JavaDouble {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.0;
+        if value.is_nan() {
+            return out.write_str("NaN");
+        }
+        if value.is_infinite() {
+            return out.write_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
+        }
+        let magnitude = value.abs();
+        if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
+            // Rust prints whole numbers without a fraction ("8"); Java always has one ("8.0").
+            return if value.fract() == 0.0 { write!(out, "{value}.0") } else { write!(out, "{value}") };
+        }
+        let text = format!("{value:e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let fraction = if mantissa.contains('.') { "" } else { ".0" };
+        write!(out, "{mantissa}{fraction}E{exponent}")
     }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity".into() } else { "-Infinity".into() };
-    }
-    let magnitude = value.abs();
-    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
-        let text = format!("{value}");
-        return if text.contains('.') { text } else { format!("{text}.0") };
-    }
-    let text = format!("{value:e}");
-    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    let mantissa = if mantissa.contains('.') { mantissa.to_string() } else { format!("{mantissa}.0") };
-    format!("{mantissa}E{exponent}")
 }
 
 /// simpleclient's value text: Java's format, with `+Inf`/`-Inf`/`NaN` spelt as Prometheus does.
@@ -86,24 +97,62 @@ pub fn family(out: &mut String, family: &Family) {
     }
 }
 
-/// A metric log line (TorchServe's `LogMetric`): `Name.Unit:value|#dim:v,...|#hostname:h,`
-/// then `requestID:<ids>,` for backend metrics, then `timestamp:<epoch seconds>`. The last
-/// dimension is the hostname.
-pub fn log_line(name: &str, unit: &str, value: f64, dimensions: &[(&str, &str)], hostname: &str, request_id: Option<&str>, timestamp: i64) -> String {
-    let mut line = String::with_capacity(128);
-    let _ = write!(line, "{name}.{unit}:{}|#", java_double(value));
-    for (index, (key, value)) in dimensions.iter().enumerate() {
-        if index > 0 {
-            line.push(',');
+/// One series' metric log lines (TorchServe's `LogMetric`): `Name.Unit:value|#dim:v,...|#hostname:h,`
+/// then `requestID:<ids>,` for backend metrics, then `timestamp:<epoch seconds>`. What does not
+/// change between readings is written once, here.
+#[derive(Debug, Clone)]
+pub struct LogSeries {
+    /// `Name.Unit:`
+    head: String,
+    /// `|#dim:v,...|#hostname:h,`
+    tail: String,
+}
+
+impl LogSeries {
+    /// The series of `dimensions` (the hostname last, apart).
+    pub fn new(name: &str, unit: &str, dimensions: &[(&str, &str)], hostname: &str) -> Self {
+        let mut tail = String::from("|#");
+        for (index, (key, value)) in dimensions.iter().enumerate() {
+            if index > 0 {
+                tail.push(',');
+            }
+            let _ = write!(tail, "{key}:{value}");
         }
-        let _ = write!(line, "{key}:{value}");
+        let _ = write!(tail, "|#hostname:{hostname},");
+        Self {
+            head: format!("{name}.{unit}:"),
+            tail,
+        }
     }
-    let _ = write!(line, "|#hostname:{hostname},");
-    if let Some(ids) = request_id {
-        let _ = write!(line, "requestID:{ids},");
+
+    /// One reading's line, formatted where it is written (no string of its own).
+    pub fn line<'a>(&'a self, value: f64, request_id: Option<&'a str>, timestamp: i64) -> LogLine<'a> {
+        LogLine {
+            series: self,
+            value,
+            request_id,
+            timestamp,
+        }
     }
-    let _ = write!(line, "timestamp:{timestamp}");
-    line
+}
+
+/// A reading of a [`LogSeries`], as text when displayed.
+pub struct LogLine<'a> {
+    series: &'a LogSeries,
+    value: f64,
+    request_id: Option<&'a str>,
+    timestamp: i64,
+}
+
+impl std::fmt::Display for LogLine<'_> {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let LogSeries { head, tail } = self.series;
+        write!(out, "{head}{}{tail}", JavaDouble(self.value))?;
+        if let Some(ids) = self.request_id {
+            write!(out, "requestID:{ids},")?;
+        }
+        write!(out, "timestamp:{}", self.timestamp)
+    }
 }
 
 /// A metric a Python handler printed (`[METRICS]` stripped):
@@ -172,6 +221,12 @@ mod tests {
         assert_eq!(java_double(1e7), "1.0E7");
         assert_eq!(java_double(0.0001), "1.0E-4");
         assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(-0.0), "-0.0");
+        assert_eq!(java_double(-3.0), "-3.0");
+        assert_eq!(java_double(0.001), "0.001");
+        assert_eq!(java_double(-2.5e-9), "-2.5E-9");
+        assert_eq!(java_double(f64::NAN), "NaN");
+        assert_eq!(java_double(f64::NEG_INFINITY), "-Infinity");
         assert_eq!(go_double(f64::INFINITY), "+Inf");
     }
 
@@ -196,13 +251,19 @@ mod tests {
 
     #[test]
     fn log_lines_read_as_torchserves() {
+        let requests = LogSeries::new("Requests2XX", "Count", &[("Level", "Host")], "vm");
         assert_eq!(
-            log_line("Requests2XX", "Count", 1.0, &[("Level", "Host")], "vm", None, 1795637268),
+            requests.line(1.0, None, 1795637268).to_string(),
             "Requests2XX.Count:1.0|#Level:Host|#hostname:vm,timestamp:1795637268"
         );
+        let handler = LogSeries::new("HandlerTime", "ms", &[("ModelName", "densenet161"), ("Level", "Model")], "vm");
         assert_eq!(
-            log_line("HandlerTime", "ms", 1254.36, &[("ModelName", "densenet161"), ("Level", "Model")], "vm", Some("abc"), 5),
+            handler.line(1254.36, Some("abc"), 5).to_string(),
             "HandlerTime.ms:1254.36|#ModelName:densenet161,Level:Model|#hostname:vm,requestID:abc,timestamp:5"
+        );
+        assert_eq!(
+            handler.line(12345678.0, None, 6).to_string(),
+            "HandlerTime.ms:1.2345678E7|#ModelName:densenet161,Level:Model|#hostname:vm,timestamp:6"
         );
     }
 

@@ -64,7 +64,7 @@ pub struct Metrics {
 #[derive(Clone)]
 enum Recorder {
     Series(Kind, Arc<Series>),
-    Log { spec: Arc<MetricSpec>, dimensions: Vec<(String, String)> },
+    Log(format::LogSeries),
 }
 
 impl Metrics {
@@ -140,26 +140,23 @@ impl Metrics {
             Recorder::Series(family.spec.kind, family.series(&labels))
         } else {
             let names = family.spec.dimensions.iter().take(family.spec.dimensions.len().saturating_sub(1));
-            Recorder::Log {
-                spec: Arc::new(family.spec.clone()),
-                dimensions: names.zip(values).map(|(n, v)| (n.clone(), v.to_string())).collect(),
-            }
+            let dimensions: Vec<(&str, &str)> = names.map(String::as_str).zip(values.iter().copied()).collect();
+            Recorder::Log(format::LogSeries::new(&family.spec.name, &family.spec.unit, &dimensions, &self.hostname))
         }
     }
 
     fn record(&self, recorder: &Recorder, value: f64, target: &str, request_id: Option<&str>) {
         match recorder {
             Recorder::Series(kind, series) => series.record(*kind, value),
-            Recorder::Log { spec, dimensions } => {
+            Recorder::Log(series) => {
                 // Formatting costs: only for a line that will be written.
                 if !log::log_enabled!(target: target, log::Level::Info) {
                     return;
                 }
-                let dims: Vec<(&str, &str)> = dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 // Seconds since the epoch are the same in every zone: no local-time lookup.
                 let now = chrono::Utc::now().timestamp();
-                let line = format::log_line(&spec.name, &spec.unit, value, &dims, &self.hostname, request_id, now);
-                log::info!(target: target, "{line}");
+                // Formatted once, by the logger, into the line it hands the writer.
+                log::info!(target: target, "{}", series.line(value, request_id, now));
             }
         }
     }
