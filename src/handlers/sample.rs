@@ -28,27 +28,6 @@ impl Values {
         }
     }
 
-    /// The samples' numbers one after another; all are of the first's kind (checked by the caller).
-    fn joined(samples: &[Sample]) -> Values {
-        fn concat<T: Copy>(samples: &[Sample], part: impl Fn(&Values) -> Option<&Vec<T>>) -> Vec<T> {
-            let mut all = Vec::with_capacity(samples.iter().map(|s| s.values.len()).sum());
-            for values in samples.iter().filter_map(|s| part(&s.values)) {
-                all.extend_from_slice(values);
-            }
-            all
-        }
-        match samples.first().map(|s| &s.values) {
-            Some(Values::Int(_)) => Values::Int(concat(samples, |v| match v {
-                Values::Int(ints) => Some(ints),
-                Values::Float(_) => None,
-            })),
-            _ => Values::Float(concat(samples, |v| match v {
-                Values::Float(floats) => Some(floats),
-                Values::Int(_) => None,
-            })),
-        }
-    }
-
     fn bytes(&self) -> &[u8] {
         match self {
             Values::Float(values) => bytemuck::cast_slice(values),
@@ -111,12 +90,14 @@ impl Sample {
         let mut dims = Vec::with_capacity(first.shape.len() + 1);
         dims.push(samples.len() as i64);
         dims.extend_from_slice(&first.shape);
-        let joined;
+        // One kind throughout (checked above), so the samples' bytes one after another are
+        // the batch's numbers.
+        let joined: Vec<u8>;
         let bytes = match samples {
             [only] => only.values.bytes(),
             _ => {
-                joined = Values::joined(samples);
-                joined.bytes()
+                joined = samples.iter().map(|s| s.values.bytes()).collect::<Vec<_>>().concat();
+                &joined
             }
         };
         Tensor::f_from_data_size(bytes, &dims, first.kind()).map_err(|e| e.to_string())
