@@ -47,9 +47,16 @@ impl ModelQueue {
 
     /// Queues a job for the next free worker; a full or closed queue refuses it at once.
     pub fn submit(&self, job: Job, version_named: bool) -> Result<(), ManagerError> {
-        let mut state = self.lock();
-        state.queue.push(job, version_named)?;
-        if state.queue.idle_workers() > 0 {
+        let wake = {
+            let mut state = self.lock();
+            state.queue.push(job, version_named)?;
+            state.queue.wake_one()
+        };
+        // Each wake-up here and below comes after the lock is released: a worker woken while it
+        // is still held wakes only to wait for it, a second futex wait and wake per hand-off.
+        // None is lost: a worker counted idle under the lock is already in `wait`, which
+        // released the lock for it.
+        if wake {
             self.work.notify_one();
         }
         Ok(())
@@ -67,7 +74,9 @@ impl ModelQueue {
             match state.queue.next_batch(now) {
                 Next::Batch(jobs) => {
                     // More work left: pass the wake-up on to another parked worker.
-                    if !state.queue.is_empty() && state.queue.idle_workers() > 0 {
+                    let pass_on = !state.queue.is_empty() && state.queue.wake_one();
+                    drop(state);
+                    if pass_on {
                         self.work.notify_one();
                     }
                     return Some(jobs);
@@ -92,9 +101,12 @@ impl ModelQueue {
 
     /// Gives back a batch a worker took but could not run; the next free worker takes it first.
     pub fn give_back(&self, jobs: Vec<Job>) {
-        let mut state = self.lock();
-        state.queue.put_back(jobs);
-        if !state.queue.is_empty() && state.queue.idle_workers() > 0 {
+        let wake = {
+            let mut state = self.lock();
+            state.queue.put_back(jobs);
+            !state.queue.is_empty() && state.queue.wake_one()
+        };
+        if wake {
             self.work.notify_one();
         }
     }

@@ -71,6 +71,8 @@ pub struct JobQueue {
     admission: Admission,
     /// Workers waiting for work: parked in an empty queue or for their batch to fill.
     idle_workers: usize,
+    /// Of those, how many a wake-up is already on its way to.
+    woken: usize,
 }
 
 impl JobQueue {
@@ -82,6 +84,7 @@ impl JobQueue {
             forming_since: None,
             admission: Admission::Open,
             idle_workers: 0,
+            woken: 0,
         }
     }
 
@@ -90,11 +93,25 @@ impl JobQueue {
         self.idle_workers += 1;
     }
 
-    /// A waiting worker wakes (to take work, or to stop).
+    /// A waiting worker wakes (to take work, or to stop, or because its batch's wait is over).
     pub fn worker_wakes(&mut self) {
         self.idle_workers = self.idle_workers.saturating_sub(1);
+        self.woken = self.woken.saturating_sub(1);
     }
 
+    /// Whether to wake a parked worker for work just queued: one is parked that no wake-up is
+    /// already on its way to. Counts the wake-up. Jobs that arrive while a woken worker is still
+    /// getting up wake nobody else: it takes them, or passes the wake-up on (a wake-up costs a
+    /// system call, and one a request was most of the HTTP threads' futex calls).
+    pub fn wake_one(&mut self) -> bool {
+        let wake = self.idle_workers > self.woken;
+        if wake {
+            self.woken += 1;
+        }
+        wake
+    }
+
+    #[cfg(test)]
     pub fn idle_workers(&self) -> usize {
         self.idle_workers
     }
@@ -383,6 +400,36 @@ mod tests {
         let (first, _a) = job("a", t0);
         q.push(first, false).unwrap();
         assert!(matches!(q.next_batch(t0), Next::WaitUntil(deadline) if deadline > t0));
+    }
+
+    #[test]
+    fn a_parked_worker_is_woken_once_however_many_jobs_come_before_it_is_up() {
+        let mut q = JobQueue::new(settings(1, 0));
+        assert!(!q.wake_one(), "nobody is parked");
+        q.worker_waits();
+        q.worker_waits();
+        assert!(q.wake_one());
+        assert!(q.wake_one());
+        assert!(!q.wake_one(), "both parked workers already have a wake-up on its way");
+        q.worker_wakes();
+        assert!(!q.wake_one(), "the other is still getting up");
+        q.worker_waits();
+        assert!(q.wake_one(), "parked again: a new job wakes it");
+        q.worker_wakes();
+        q.worker_wakes();
+        assert_eq!(q.idle_workers(), 0);
+        assert!(!q.wake_one());
+    }
+
+    #[test]
+    fn a_worker_up_on_its_own_leaves_the_next_job_a_wake_up() {
+        // A worker whose batch wait ran out (or that woke spuriously) was not the one woken: the
+        // count of wake-ups on their way never outlasts the parked workers.
+        let mut q = JobQueue::new(settings(1, 0));
+        q.worker_waits();
+        q.worker_wakes();
+        q.worker_waits();
+        assert!(q.wake_one());
     }
 
     #[test]
