@@ -142,11 +142,16 @@ impl Reply {
     /// The last answer: the client's request is done, and its stream (if any) ends.
     pub fn send(&self, result: JobResult) {
         let mut unanswered = self.lock();
-        unanswered.parts = None;
         if let Some(sender) = unanswered.last.take() {
             // The client may have gone; then the answer has nowhere to go, which is fine.
             let _ = sender.send(result);
         }
+        // The stream closes after the last answer is in place, not before: closed first, it
+        // could wake the client's task to find no answer yet, and the answer then woke it again
+        // (two eventfd writes to its HTTP thread for every Python request, seen with `strace`;
+        // now one). Parts sent earlier are still taken first: the client reads the stream until
+        // it is closed, then takes the last answer.
+        unanswered.parts = None;
     }
 
     /// An intermediate answer, for a streaming job. Blocks the calling (worker) thread while
