@@ -593,21 +593,33 @@ const PYTHON_WORKERS: &str = "Python workers";
 
 /// CPU time used so far, to be compared after a run: by each group of alike-named threads of
 /// every process (its `comm`, digits dropped: `actix-rt|system:0|arbiter:N`, `W-N-mlp_benc`;
-/// the Python workers' as one), and by the benchmark's finished children (wrk).
+/// the Python workers' as one), by each process as a whole, and by the benchmark's finished
+/// children (wrk).
 struct CpuSnapshot {
     threads: std::collections::HashMap<(u32, u32), (u32, String, u64)>,
+    /// Each process's own total, which keeps the time of its threads that have ended.
+    processes: std::collections::HashMap<u32, u64>,
     children: Duration,
 }
+
+/// The group of the time a process's ended threads spent (tserve's rolled-log compression runs
+/// on a thread of its own per file, which is gone by the time the run ends).
+const ENDED_THREADS: &str = "threads that ended";
 
 impl CpuSnapshot {
     fn take() -> Self {
         let mut threads = std::collections::HashMap::new();
+        let mut processes = std::collections::HashMap::new();
         for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = process.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let parent = std::fs::read_to_string(process.path().join("stat"))
+            let Some((parent, total)) = std::fs::read_to_string(process.path().join("stat"))
                 .ok()
-                .and_then(|stat| stat_fields(&stat).map(|(_, fields)| fields.get(1).and_then(|f| f.parse().ok()).unwrap_or(0)))
-                .unwrap_or(0);
+                .and_then(|stat| stat_fields(&stat).map(|(_, fields)| (field(&fields, 1), field(&fields, 11) + field(&fields, 12))))
+            else {
+                continue;
+            };
+            let parent = parent as u32;
+            processes.insert(pid, total);
             // TorchServe's Python worker, whichever frontend started it (torch renames its
             // threads, so the command line tells, not the thread names).
             let python_worker = std::fs::read(process.path().join("cmdline"))
@@ -616,12 +628,11 @@ impl CpuSnapshot {
                 let Ok(tid) = thread.file_name().to_string_lossy().parse::<u32>() else { continue };
                 let Ok(stat) = std::fs::read_to_string(thread.path().join("stat")) else { continue };
                 let Some((comm, fields)) = stat_fields(&stat) else { continue };
-                let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
                 let group = match python_worker {
                     true => PYTHON_WORKERS.to_string(),
                     false => comm.chars().map(|c| if c.is_ascii_digit() { 'N' } else { c }).collect(),
                 };
-                threads.insert((pid, tid), (parent, group, ticks(11) + ticks(12)));
+                threads.insert((pid, tid), (parent, group, field(&fields, 11) + field(&fields, 12)));
             }
         }
         // SAFETY: getrusage writes one `rusage` into the zeroed value given.
@@ -631,7 +642,7 @@ impl CpuSnapshot {
             let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
             time(usage.ru_utime) + time(usage.ru_stime)
         };
-        Self { threads, children }
+        Self { threads, processes, children }
     }
 
     /// CPU seconds since `self` of the threads of `pid` and, with `descendants`, of every process
@@ -650,17 +661,38 @@ impl CpuSnapshot {
         // SAFETY: sysconf only reads a constant of the system.
         let tick = 1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let mut groups: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        // Per process: its own total's growth less its live threads' is what threads that ended
+        // meanwhile spent (a thread born in the run counts from zero, as in the total).
+        let mut unaccounted: std::collections::HashMap<u32, i64> = std::collections::HashMap::new();
+        for (&process, &total) in &now.processes {
+            if under(process) {
+                unaccounted.insert(process, total.saturating_sub(self.processes.get(&process).copied().unwrap_or(0)) as i64);
+            }
+        }
         for (&(process, tid), (_, group, ticks)) in &now.threads {
             if !under(process) {
                 continue;
             }
             let before = self.threads.get(&(process, tid)).map_or(0, |t| t.2);
-            *groups.entry(group.clone()).or_default() += ticks.saturating_sub(before) as f64 * tick;
+            let grown = ticks.saturating_sub(before);
+            *groups.entry(group.clone()).or_default() += grown as f64 * tick;
+            if let Some(left) = unaccounted.get_mut(&process) {
+                *left -= grown as i64;
+            }
+        }
+        let ended: i64 = unaccounted.values().map(|&left| left.max(0)).sum();
+        if ended > 0 {
+            *groups.entry(ENDED_THREADS.to_string()).or_default() += ended as f64 * tick;
         }
         let mut groups: Vec<(String, f64)> = groups.into_iter().filter(|(_, seconds)| *seconds > 0.0).collect();
         groups.sort_by(|a, b| b.1.total_cmp(&a.1));
         (groups, (now.children.saturating_sub(self.children)).as_secs_f64())
     }
+}
+
+/// Field `index` of a `/proc` stat line's fields after the command name, as a number (0 if absent).
+fn field(fields: &[&str], index: usize) -> u64 {
+    fields.get(index).and_then(|f| f.parse().ok()).unwrap_or(0)
 }
 
 /// A `/proc/<pid>/stat` line's command name and the fields after it.
