@@ -19,7 +19,7 @@ mod concurrent;
 mod output;
 mod step;
 
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -385,18 +385,22 @@ enum Unread {
 }
 
 /// Looks at the connection without waiting: bytes already read into the buffer count, else the
-/// socket is read once in non-blocking mode (what it gives stays in the buffer).
-fn unread(connection: &mut Connection) -> std::io::Result<Unread> {
-    connection.reader.get_ref().set_nonblocking(true)?;
-    let looked = match connection.reader.fill_buf() {
-        Ok([]) => Ok(Unread::Closed),
+/// socket is peeked at once (`MSG_PEEK | MSG_DONTWAIT`: nothing is taken from it). One system
+/// call before each batch, where switching the socket to non-blocking mode and back took three.
+fn unread(connection: &Connection) -> std::io::Result<Unread> {
+    if !connection.reader.buffer().is_empty() {
+        return Ok(Unread::Bytes);
+    }
+    use nix::errno::Errno;
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    match recv(connection.reader.get_ref().as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+        Ok(0) => Ok(Unread::Closed),
         Ok(_) => Ok(Unread::Bytes),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => Ok(Unread::Nothing),
-        Err(e) => Err(e),
-    };
-    // The writer shares the socket (and so its blocking mode): restored before anything is sent.
-    connection.reader.get_ref().set_nonblocking(false)?;
-    looked
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(Unread::Nothing),
+        Err(errno) => Err(errno.into()),
+    }
 }
 
 /// What to add to a Python worker's environment so that its pools use `threads` threads: each
@@ -492,13 +496,18 @@ mod tests {
     #[test]
     fn unread_bytes_and_a_closed_connection_are_seen_without_waiting() {
         use std::io::Write;
+        use std::io::Read;
         let (mut connection, mut theirs) = pair();
-        assert_eq!(unread(&mut connection).unwrap(), Unread::Nothing);
+        assert_eq!(unread(&connection).unwrap(), Unread::Nothing);
         theirs.write_all(b"stray").unwrap();
-        assert_eq!(unread(&mut connection).unwrap(), Unread::Bytes);
-        assert_eq!(unread(&mut connection).unwrap(), Unread::Bytes, "still there: looking reads nothing away");
-        let (mut connection, theirs) = pair();
+        assert_eq!(unread(&connection).unwrap(), Unread::Bytes);
+        assert_eq!(unread(&connection).unwrap(), Unread::Bytes, "still there: looking reads nothing away");
+        let mut first = [0u8; 2];
+        connection.reader.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"st", "the bytes looked at are read whole");
+        assert_eq!(unread(&connection).unwrap(), Unread::Bytes, "the rest, in the reader's buffer, counts");
+        let (connection, theirs) = pair();
         drop(theirs);
-        assert_eq!(unread(&mut connection).unwrap(), Unread::Closed);
+        assert_eq!(unread(&connection).unwrap(), Unread::Closed);
     }
 }
