@@ -388,12 +388,12 @@ enum Unread {
 /// socket is peeked at once (`MSG_PEEK | MSG_DONTWAIT`: nothing is taken from it). One system
 /// call before each batch, where switching the socket to non-blocking mode and back took three.
 fn unread(connection: &Connection) -> std::io::Result<Unread> {
-    if !connection.reader.buffer().is_empty() {
-        return Ok(Unread::Bytes);
-    }
     use nix::errno::Errno;
     use nix::sys::socket::{recv, MsgFlags};
     use std::os::fd::AsRawFd;
+    if !connection.reader.buffer().is_empty() {
+        return Ok(Unread::Bytes);
+    }
     let mut byte = [0u8; 1];
     match recv(connection.reader.get_ref().as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
         Ok(0) => Ok(Unread::Closed),
@@ -495,8 +495,7 @@ mod tests {
 
     #[test]
     fn unread_bytes_and_a_closed_connection_are_seen_without_waiting() {
-        use std::io::Write;
-        use std::io::Read;
+        use std::io::{Read, Write};
         let (mut connection, mut theirs) = pair();
         assert_eq!(unread(&connection).unwrap(), Unread::Nothing);
         theirs.write_all(b"stray").unwrap();
