@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::archive::{DeviceType, ModelConfig};
+use crate::archive::{DeviceType, ModelConfig, Opportunistic};
 
 /// TorchServe's defaults for what nothing sets.
 pub const DEFAULT_BATCH_SIZE: usize = 1;
@@ -87,10 +87,10 @@ pub struct ModelSettings {
     /// `useJobTicket`: a job is accepted only when a free worker can take it at once.
     pub use_job_ticket: bool,
     /// tserve's opportunistic batching, for backends whose batches are invisible to the
-    /// handler (native ones): with `batch_size` 1, a free worker takes up to this many queued
-    /// jobs into one forward without waiting for more. `None` when `batchSize` > 1 keeps its
+    /// handler (native ones): with `batch_size` 1, a free worker takes up to `max` queued jobs
+    /// into one forward without waiting for more. `None` when `batchSize` > 1 keeps its
     /// TorchServe meaning, or the YAML turns it off.
-    pub opportunistic_batch_max: Option<usize>,
+    pub opportunistic: Option<Opportunistic>,
     /// GPUs the workers are spread over, round-robin; empty means CPU.
     pub gpu_ids: Vec<usize>,
 }
@@ -135,7 +135,7 @@ impl ModelSettings {
             max_retry_timeout: yaml.max_retry_timeout.unwrap_or(DEFAULT_MAX_RETRY_TIMEOUT),
             client_timeout: yaml.client_timeout,
             use_job_ticket: yaml.use_job_ticket,
-            opportunistic_batch_max: yaml.opportunistic_batch_max().filter(|_| batch_size == 1),
+            opportunistic: yaml.opportunistic().filter(|_| batch_size == 1),
             gpu_ids: gpu_ids(yaml, server.gpus),
         }
     }
@@ -289,11 +289,11 @@ mod tests {
     #[test]
     fn opportunistic_batching_only_where_torchserve_batching_is_not_asked_for() {
         let settings = resolve("", ModelOverrides::default(), Overrides::default());
-        assert_eq!(settings.opportunistic_batch_max, Some(8), "the default cap");
+        assert_eq!(settings.opportunistic, Some(Opportunistic { max: 8, refill: true }), "the default");
         let batched = resolve("batchSize: 4\n", ModelOverrides::default(), Overrides::default());
-        assert_eq!(batched.opportunistic_batch_max, None, "batchSize > 1 keeps TorchServe's meaning");
+        assert_eq!(batched.opportunistic, None, "batchSize > 1 keeps TorchServe's meaning");
         let off = resolve("tserve:\n  opportunistic_batching: false\n", ModelOverrides::default(), Overrides::default());
-        assert_eq!(off.opportunistic_batch_max, None);
+        assert_eq!(off.opportunistic, None);
     }
 
     #[test]

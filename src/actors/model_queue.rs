@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::queue::{Admission, JobQueue, Next, QueueSettings};
+use super::queue::{Admission, JobQueue, Next, QueueSettings, Ran, Wake};
 use super::{Job, ManagerError};
 
 pub struct ModelQueue {
     state: Mutex<State>,
     /// Signalled when a job arrives for a parked worker, or a worker is told to stop.
     work: Condvar,
+    /// Signalled when a refilling worker's refill is due, or a worker is told to stop.
+    refilled: Condvar,
 }
 
 struct State {
@@ -42,6 +44,7 @@ impl ModelQueue {
                 queue: JobQueue::new(settings),
             }),
             work: Condvar::new(),
+            refilled: Condvar::new(),
         }
     }
 
@@ -50,28 +53,37 @@ impl ModelQueue {
         let wake = {
             let mut state = self.lock();
             state.queue.push(job, version_named)?;
-            state.queue.wake_one()
+            state.queue.wake_for_new_jobs()
         };
-        // Each wake-up here and below comes after the lock is released: a worker woken while it
-        // is still held wakes only to wait for it, a second futex wait and wake per hand-off.
-        // None is lost: a worker counted idle under the lock is already in `wait`, which
-        // released the lock for it.
-        if wake {
-            self.work.notify_one();
-        }
+        self.wake(wake);
         Ok(())
     }
 
+    /// Each wake-up comes after the lock is released: a worker woken while it is still held
+    /// wakes only to wait for it, a second futex wait and wake per hand-off. None is lost: a
+    /// worker counted waiting under the lock is already in `wait`, which released the lock for it.
+    fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::Nobody => {}
+            Wake::Idle => self.work.notify_one(),
+            // Which refilling worker's refill is due is not known to the condition variable;
+            // there are at most as many as workers, and they wake once a batch.
+            Wake::Refilling => self.refilled.notify_all(),
+        }
+    }
+
     /// The next batch for a worker thread, waiting as long as it takes; `None` once `stop` is
-    /// set. Blocking: only worker threads call it.
-    pub fn take_batch(&self, stop: &StopFlag) -> Option<Vec<Job>> {
+    /// set. `ran`: the batch this worker ran last, if it has just run one (its batch may
+    /// refill). Blocking: only worker threads call it.
+    pub fn take_batch(&self, stop: &StopFlag, ran: Option<Ran>) -> Option<Vec<Job>> {
         let mut state = self.lock();
+        let refill = state.queue.refill(ran, Instant::now());
         loop {
             if stop.is_set() {
                 return None;
             }
             let now = Instant::now();
-            match state.queue.next_batch(now) {
+            match state.queue.next_batch(now, refill) {
                 Next::Batch(jobs) => {
                     // More work left: pass the wake-up on to another parked worker.
                     let pass_on = !state.queue.is_empty() && state.queue.wake_one();
@@ -90,6 +102,16 @@ impl ModelQueue {
                     state = woken;
                     state.queue.worker_wakes();
                 }
+                Next::RefillUntil(deadline) => {
+                    let jobs = refill.map_or(0, |refill| refill.jobs);
+                    state.queue.worker_waits_to_refill(jobs);
+                    let (woken, _) = self
+                        .refilled
+                        .wait_timeout(state, deadline.saturating_duration_since(now))
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state = woken;
+                    state.queue.worker_stops_refilling(jobs);
+                }
                 Next::Empty => {
                     state.queue.worker_waits();
                     state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -104,11 +126,9 @@ impl ModelQueue {
         let wake = {
             let mut state = self.lock();
             state.queue.put_back(jobs);
-            !state.queue.is_empty() && state.queue.wake_one()
+            if state.queue.is_empty() { Wake::Nobody } else { state.queue.wake_for_new_jobs() }
         };
-        if wake {
-            self.work.notify_one();
-        }
+        self.wake(wake);
     }
 
     /// Wakes every parked worker, so those told to stop see it. Taking the lock first means a
@@ -116,6 +136,7 @@ impl ModelQueue {
     pub fn wake_all(&self) {
         drop(self.lock());
         self.work.notify_all();
+        self.refilled.notify_all();
     }
 
     pub fn set_admission(&self, admission: Admission) {
@@ -156,7 +177,7 @@ mod tests {
             max_batch_delay: Duration::ZERO,
             client_timeout: None,
             use_job_ticket: false,
-            opportunistic_batch_max: None,
+            opportunistic: None,
         }))
     }
 
@@ -168,7 +189,7 @@ mod tests {
             let (queue, stop) = (queue.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut taken = 0;
-                while let Some(batch) = queue.take_batch(&stop) {
+                while let Some(batch) = queue.take_batch(&stop, None) {
                     taken += batch.len();
                 }
                 taken

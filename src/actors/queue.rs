@@ -6,11 +6,24 @@
 //! Batching follows TorchServe's `Model.pollBatch`: a free worker takes the first job waiting,
 //! then waits at most `max_batch_delay` (counted from that moment) for the batch to fill up to
 //! `batch_size`, and sends whatever it has when the batch is full or the delay is over.
+//! tserve's opportunistic batching (native models, `batch_size` 1) takes what is queued without
+//! waiting, except that a worker back from a batch of several may wait briefly for its batch to
+//! refill (see [`QueueSettings::refill`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Job, ManagerError};
+use crate::archive::Opportunistic;
+
+/// A worker's refill wait is this share of the time its last batch took ...
+const REFILL_SHARE: u32 = 16;
+/// ... and never longer than this: clients on a network answer within it, and a job that
+/// arrives alone waits no longer.
+const MAX_REFILL_WAIT: Duration = Duration::from_millis(10);
+/// Below this a refill wait is not worth it: a batch that cheap gains less from company than a
+/// timed sleep and its wake-up cost.
+const MIN_REFILL_WAIT: Duration = Duration::from_millis(1);
 
 /// What the queue needs to know of its model version.
 #[derive(Debug, Clone)]
@@ -26,16 +39,30 @@ pub struct QueueSettings {
     /// TorchServe's `useJobTicket`: a job is accepted only when a worker is free to take it
     /// at once (a worker waiting for work holds one ticket); otherwise 503 now, not a queue.
     pub use_job_ticket: bool,
-    /// With `batch_size` 1: a free worker takes up to this many queued jobs at once, without
+    /// With `batch_size` 1: a free worker takes up to `max` queued jobs at once, without
     /// waiting for more (tserve's opportunistic batching, for native models).
-    pub opportunistic_batch_max: Option<usize>,
+    pub opportunistic: Option<Opportunistic>,
+}
+
+/// A batch a worker has just run.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran {
+    pub jobs: usize,
+    pub took: Duration,
+}
+
+/// A worker's wait for its batch to refill: until `jobs` are queued, or until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refill {
+    pub jobs: usize,
+    pub until: Instant,
 }
 
 impl QueueSettings {
     /// The batch a free worker forms: at most this many jobs, waiting at most this long for them.
     fn batch_rule(&self) -> (usize, Duration) {
-        match self.opportunistic_batch_max {
-            Some(max) if self.batch_size == 1 => (max.max(1), Duration::ZERO),
+        match self.opportunistic {
+            Some(opportunistic) if self.batch_size == 1 => (opportunistic.max.max(1), Duration::ZERO),
             _ => (self.batch_size, self.max_batch_delay),
         }
     }
@@ -58,6 +85,9 @@ pub enum Next {
     Batch(Vec<Job>),
     /// A batch is forming: ask again at this instant (or when a job arrives).
     WaitUntil(Instant),
+    /// The worker's batch is refilling: ask again at this instant, or once the refill's jobs
+    /// are queued.
+    RefillUntil(Instant),
     /// Nothing to do until a job arrives.
     Empty,
 }
@@ -73,6 +103,19 @@ pub struct JobQueue {
     idle_workers: usize,
     /// Of those, how many a wake-up is already on its way to.
     woken: usize,
+    /// Workers waiting for their batch to refill, by the jobs each waits for. They are not
+    /// idle: a job goes to an idle worker first, and wakes these only once one's refill is due.
+    refilling: Vec<usize>,
+}
+
+/// Whom a job just queued should wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Nobody,
+    /// One worker waiting for work.
+    Idle,
+    /// The workers waiting for their batch to refill: one's refill is due.
+    Refilling,
 }
 
 impl JobQueue {
@@ -85,6 +128,54 @@ impl JobQueue {
             admission: Admission::Open,
             idle_workers: 0,
             woken: 0,
+            refilling: Vec::new(),
+        }
+    }
+
+    /// How a worker back at `now` from the batch it `ran` waits for the next to refill, if it
+    /// does. Clients that wait for their answers (most load generators, most services calling a
+    /// model) send their next requests as a batch's answers reach them, one after another
+    /// within a fraction of a millisecond. A worker that took the first of them at once would
+    /// run it alone and leave the rest to the next free worker, so that under steady load
+    /// batches alternate between one and many and a model whose batches pay runs at nearly its
+    /// batch-1 rate. So a worker back from `k` jobs waits until those `k` more are queued (up to
+    /// the cap), for at most a sixteenth of what its batch took (if nobody comes, at most ~6% of
+    /// its time) and at most `MAX_REFILL_WAIT`. A batch of one never waits, so at low load every
+    /// request still runs at once; nor does a batch too cheap for a timed wait to pay
+    /// (`MIN_REFILL_WAIT`).
+    pub fn refill(&self, ran: Option<Ran>, now: Instant) -> Option<Refill> {
+        let settings = &self.settings;
+        // With job tickets a worker that is not idle refuses clients: it may not wait.
+        let opportunistic = settings.opportunistic.filter(|o| o.refill && settings.batch_size == 1 && !settings.use_job_ticket)?;
+        let ran = ran.filter(|ran| ran.jobs > 1)?;
+        let wait = (ran.took / REFILL_SHARE).min(MAX_REFILL_WAIT);
+        (wait >= MIN_REFILL_WAIT).then(|| Refill {
+            jobs: (self.jobs.len() + ran.jobs).min(opportunistic.max),
+            until: saturating_later(now, wait),
+        })
+    }
+
+    /// A worker starts waiting for its batch to refill to `jobs`.
+    pub fn worker_waits_to_refill(&mut self, jobs: usize) {
+        self.refilling.push(jobs);
+    }
+
+    /// A worker waiting for its batch to refill to `jobs` is up.
+    pub fn worker_stops_refilling(&mut self, jobs: usize) {
+        if let Some(index) = self.refilling.iter().position(|&waits_for| waits_for == jobs) {
+            self.refilling.swap_remove(index);
+        }
+    }
+
+    /// Whom the jobs just queued should wake: an idle worker no wake-up is on its way to (the
+    /// wake-up counted), else the refilling workers if one's refill is now due.
+    pub fn wake_for_new_jobs(&mut self) -> Wake {
+        if self.wake_one() {
+            Wake::Idle
+        } else if self.refilling.iter().any(|&waits_for| self.jobs.len() >= waits_for) {
+            Wake::Refilling
+        } else {
+            Wake::Nobody
         }
     }
 
@@ -156,16 +247,20 @@ impl JobQueue {
         Ok(())
     }
 
-    /// What a free worker does at `now`: take a batch, wait for one to fill, or wait for work.
-    /// Jobs whose client has gone are dropped and jobs past the client timeout answered, as
-    /// they come to the front, so neither ever reaches a worker.
-    pub fn next_batch(&mut self, now: Instant) -> Next {
+    /// What a free worker does at `now`: take a batch, wait for one to fill or refill, or wait
+    /// for work. Jobs whose client has gone are dropped and jobs past the client timeout
+    /// answered, as they come to the front, so neither ever reaches a worker.
+    pub fn next_batch(&mut self, now: Instant, refill: Option<Refill>) -> Next {
         loop {
             while let Some(front) = self.jobs.pop_front() {
                 if let Some(job) = self.alive(front, now) {
                     self.jobs.push_front(job);
                     break;
                 }
+            }
+            // Before the empty queue's answer: a refilling worker is not idle (see `refilling`).
+            if let Some(refill) = refill.filter(|refill| now < refill.until && self.jobs.len() < refill.jobs) {
+                return Next::RefillUntil(refill.until);
             }
             if self.jobs.is_empty() {
                 self.forming_since = None;
@@ -295,7 +390,7 @@ mod tests {
             max_batch_delay: Duration::from_millis(delay_ms),
             client_timeout: None,
             use_job_ticket: false,
-            opportunistic_batch_max: None,
+            opportunistic: None,
         }
     }
 
@@ -327,9 +422,9 @@ mod tests {
         let (b, _rb) = job("b", t0);
         queue.push(a, false).unwrap();
         queue.push(b, false).unwrap();
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a"]);
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["b"]);
-        assert!(matches!(queue.next_batch(t0), Next::Empty));
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["a"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["b"]);
+        assert!(matches!(queue.next_batch(t0, None), Next::Empty));
     }
 
     #[test]
@@ -340,19 +435,19 @@ mod tests {
         queue.push(a, false).unwrap();
         let ms = Duration::from_millis;
         // The free worker finds one job at t0 + 10 ms: it may wait until t0 + 110 ms.
-        match queue.next_batch(t0 + ms(10)) {
+        match queue.next_batch(t0 + ms(10), None) {
             Next::WaitUntil(at) => assert_eq!(at, t0 + ms(110)),
             other => panic!("{other:?}"),
         }
         let (b, _rb) = job("b", t0 + ms(50));
         queue.push(b, false).unwrap();
-        assert!(matches!(queue.next_batch(t0 + ms(50)), Next::WaitUntil(at) if at == t0 + ms(110)));
+        assert!(matches!(queue.next_batch(t0 + ms(50), None), Next::WaitUntil(at) if at == t0 + ms(110)));
         // The delay is over: whatever is there goes.
-        assert_eq!(tags(&batch(queue.next_batch(t0 + ms(110)))), ["a", "b"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0 + ms(110), None))), ["a", "b"]);
         // The next batch's delay starts with its own first job.
         let (c, _rc) = job("c", t0 + ms(200));
         queue.push(c, false).unwrap();
-        assert!(matches!(queue.next_batch(t0 + ms(200)), Next::WaitUntil(at) if at == t0 + ms(300)));
+        assert!(matches!(queue.next_batch(t0 + ms(200), None), Next::WaitUntil(at) if at == t0 + ms(300)));
     }
 
     #[test]
@@ -367,30 +462,117 @@ mod tests {
                 answer
             })
             .collect();
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a", "b"]);
-        assert!(matches!(queue.next_batch(t0), Next::WaitUntil(_)), "c waits for company");
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["a", "b"]);
+        assert!(matches!(queue.next_batch(t0, None), Next::WaitUntil(_)), "c waits for company");
         drop(receivers);
     }
 
     #[test]
     fn opportunistic_batches_take_what_waits_up_to_the_cap_and_never_wait() {
         let t0 = Instant::now();
-        let mut q = JobQueue::new(QueueSettings { capacity: 10, opportunistic_batch_max: Some(3), ..settings(1, 100) });
+        let mut q = JobQueue::new(QueueSettings { capacity: 10, opportunistic: Some(Opportunistic { max: 3, refill: true }), ..settings(1, 100) });
         let (a, _a) = job("a", t0);
         q.push(a, false).unwrap();
-        assert_eq!(tags(&batch(q.next_batch(t0))), ["a"], "alone at low load, at once");
+        assert_eq!(tags(&batch(q.next_batch(t0, None))), ["a"], "alone at low load, at once");
         let mut answers = Vec::new();
         for tag in ["b", "c", "d", "e"] {
             let (j, answer) = job(tag, t0);
             q.push(j, false).unwrap();
             answers.push(answer);
         }
-        assert_eq!(tags(&batch(q.next_batch(t0))), ["b", "c", "d"], "under load, up to the cap");
-        assert_eq!(tags(&batch(q.next_batch(t0))), ["e"], "the rest at once, not after a delay");
-        let mut exact = JobQueue::new(QueueSettings { opportunistic_batch_max: Some(3), ..settings(2, 100) });
+        assert_eq!(tags(&batch(q.next_batch(t0, None))), ["b", "c", "d"], "under load, up to the cap");
+        assert_eq!(tags(&batch(q.next_batch(t0, None))), ["e"], "the rest at once, not after a delay");
+        let mut exact = JobQueue::new(QueueSettings { opportunistic: Some(Opportunistic { max: 3, refill: true }), ..settings(2, 100) });
         let (f, _f) = job("f", t0);
         exact.push(f, false).unwrap();
-        assert!(matches!(exact.next_batch(t0), Next::WaitUntil(_)), "batchSize > 1 keeps TorchServe's wait");
+        assert!(matches!(exact.next_batch(t0, None), Next::WaitUntil(_)), "batchSize > 1 keeps TorchServe's wait");
+    }
+
+    fn refilling(max: usize) -> QueueSettings {
+        QueueSettings { capacity: 10, opportunistic: Some(Opportunistic { max, refill: true }), ..settings(1, 0) }
+    }
+
+    #[test]
+    fn a_worker_back_from_a_batch_waits_briefly_for_as_many_jobs() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = JobQueue::new(refilling(8));
+        // A batch of 4 that took 48 ms: wait for 4 jobs, a sixteenth of 48 ms at most.
+        let refill = q.refill(Some(Ran { jobs: 4, took: ms(48) }), t0);
+        assert_eq!(refill, Some(Refill { jobs: 4, until: t0 + ms(3) }));
+        assert!(matches!(q.next_batch(t0, refill), Next::RefillUntil(at) if at == t0 + ms(3)), "not idle while empty");
+        let mut answers = Vec::new();
+        for (tag, wakes) in [("a", Wake::Nobody), ("b", Wake::Nobody), ("c", Wake::Nobody), ("d", Wake::Refilling)] {
+            q.worker_waits_to_refill(4);
+            let (j, answer) = job(tag, t0);
+            q.push(j, false).unwrap();
+            answers.push(answer);
+            assert_eq!(q.wake_for_new_jobs(), wakes, "after {tag}");
+            q.worker_stops_refilling(4);
+            if tag != "d" {
+                assert!(matches!(q.next_batch(t0 + ms(1), refill), Next::RefillUntil(_)));
+            }
+        }
+        assert_eq!(tags(&batch(q.next_batch(t0 + ms(1), refill))), ["a", "b", "c", "d"], "refilled: at once");
+        // Nobody else comes in time: whatever is there goes when the wait is over.
+        let (e, _e) = job("e", t0);
+        q.push(e, false).unwrap();
+        assert!(matches!(q.next_batch(t0 + ms(2), refill), Next::RefillUntil(_)));
+        assert_eq!(tags(&batch(q.next_batch(t0 + ms(3), refill))), ["e"]);
+        assert!(matches!(q.next_batch(t0 + ms(3), refill), Next::Empty), "after the wait: idle");
+    }
+
+    #[test]
+    fn only_a_costly_batch_of_several_refills_and_never_for_long() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let refill = |settings: QueueSettings, jobs, took| JobQueue::new(settings).refill(Some(Ran { jobs, took: ms(took) }), t0);
+        assert_eq!(JobQueue::new(refilling(8)).refill(None, t0), None, "no batch yet");
+        assert_eq!(refill(refilling(8), 1, 400), None, "a batch of one: low load runs at once");
+        assert_eq!(refill(refilling(8), 8, 15), None, "under a millisecond's wait does not pay");
+        assert_eq!(refill(refilling(8), 8, 16), Some(Refill { jobs: 8, until: t0 + ms(1) }));
+        assert_eq!(refill(refilling(8), 8, 400), Some(Refill { jobs: 8, until: t0 + ms(10) }), "at most 10 ms");
+        assert_eq!(refill(refilling(4), 8, 400).map(|r| r.jobs), Some(4), "never more than the cap");
+        let off = QueueSettings { opportunistic: Some(Opportunistic { max: 8, refill: false }), ..refilling(8) };
+        assert_eq!(refill(off, 8, 400), None, "turned off");
+        assert_eq!(refill(QueueSettings { batch_size: 2, ..refilling(8) }, 8, 400), None, "TorchServe batching");
+        assert_eq!(refill(QueueSettings { use_job_ticket: true, ..refilling(8) }, 8, 400), None, "job tickets");
+    }
+
+    #[test]
+    fn a_refill_counts_the_jobs_already_waiting() {
+        // A job came while the batch of 3 ran: the worker waits for the 3 clients it answered
+        // as well, or a batch one short of theirs would repeat for as long as the load lasts.
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(refilling(8));
+        let (early, _early) = job("early", t0);
+        q.push(early, false).unwrap();
+        let refill = q.refill(Some(Ran { jobs: 3, took: Duration::from_millis(100) }), t0);
+        assert_eq!(refill.map(|r| r.jobs), Some(4));
+        let mut answers = Vec::new();
+        for tag in ["a", "b"] {
+            let (j, answer) = job(tag, t0);
+            q.push(j, false).unwrap();
+            answers.push(answer);
+            assert!(matches!(q.next_batch(t0, refill), Next::RefillUntil(_)));
+        }
+        let (c, _c) = job("c", t0);
+        q.push(c, false).unwrap();
+        assert_eq!(tags(&batch(q.next_batch(t0, refill))), ["early", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_job_wakes_an_idle_worker_before_a_refilling_one() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(refilling(8));
+        q.worker_waits_to_refill(2);
+        q.worker_waits();
+        let (a, _a) = job("a", t0);
+        q.push(a, false).unwrap();
+        assert_eq!(q.wake_for_new_jobs(), Wake::Idle);
+        let (b, _b) = job("b", t0);
+        q.push(b, false).unwrap();
+        assert_eq!(q.wake_for_new_jobs(), Wake::Refilling, "the idle one is already getting up; a refill of 2 is due");
     }
 
     #[test]
@@ -399,7 +581,7 @@ mod tests {
         let mut q = JobQueue::new(settings(2, u64::MAX));
         let (first, _a) = job("a", t0);
         q.push(first, false).unwrap();
-        assert!(matches!(q.next_batch(t0), Next::WaitUntil(deadline) if deadline > t0));
+        assert!(matches!(q.next_batch(t0, None), Next::WaitUntil(deadline) if deadline > t0));
     }
 
     #[test]
@@ -450,7 +632,7 @@ mod tests {
             "the one idle worker's ticket is taken"
         );
         q.worker_wakes();
-        assert_eq!(tags(&batch(q.next_batch(t0))), ["b"]);
+        assert_eq!(tags(&batch(q.next_batch(t0, None))), ["b"]);
         assert_eq!(q.idle_workers(), 0);
         q.worker_waits();
         let (fourth, _d) = job("d", t0);
@@ -474,9 +656,9 @@ mod tests {
         drop(answers.remove(1));
         let (e, _re) = job("e", t0);
         queue.push(e, false).unwrap();
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a"]);
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["c"]);
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["e"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["a"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["c"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["e"]);
     }
 
     #[test]
@@ -488,7 +670,7 @@ mod tests {
         queue.push(a, false).unwrap();
         queue.push(b, false).unwrap();
         drop(ra);
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["b"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["b"]);
     }
 
     #[test]
@@ -502,7 +684,7 @@ mod tests {
         let (new, _rn) = job("new", t0 + Duration::from_millis(300));
         queue.push(old, false).unwrap();
         queue.push(new, false).unwrap();
-        assert_eq!(tags(&batch(queue.next_batch(t0 + Duration::from_millis(500)))), ["new"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0 + Duration::from_millis(500), None))), ["new"]);
         match old_answer.try_recv() {
             Ok(Err(ManagerError::Expired { waited_ms: 500, limit_ms: 400 })) => {}
             other => panic!("{other:?}"),
@@ -543,14 +725,14 @@ mod tests {
             queue.push(job, false).unwrap();
             answers.push(answer);
         }
-        let taken = batch(queue.next_batch(t0));
+        let taken = batch(queue.next_batch(t0, None));
         assert_eq!(tags(&taken), ["a", "b"]);
         let (d, _rd) = job("d", t0);
         queue.push(d, false).unwrap();
         queue.put_back(taken);
         assert_eq!(queue.len(), 4, "a full queue still takes back what it gave out");
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["a", "b"]);
-        assert_eq!(tags(&batch(queue.next_batch(t0))), ["c", "d"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["a", "b"]);
+        assert_eq!(tags(&batch(queue.next_batch(t0, None))), ["c", "d"]);
     }
 
     #[test]
@@ -559,7 +741,7 @@ mod tests {
         let mut queue = JobQueue::new(settings(1, 0));
         let (a, mut ra) = job("a", t0);
         queue.push(a, false).unwrap();
-        let taken = batch(queue.next_batch(t0));
+        let taken = batch(queue.next_batch(t0, None));
         queue.set_admission(Admission::NoWorkers);
         queue.put_back(taken);
         assert!(matches!(ra.try_recv(), Ok(Err(ManagerError::NoWorkers { .. }))));
@@ -572,7 +754,7 @@ mod tests {
         let mut queue = JobQueue::new(settings(1, 0));
         let (a, mut ra) = job("a", t0);
         queue.push(a, false).unwrap();
-        drop(batch(queue.next_batch(t0)));
+        drop(batch(queue.next_batch(t0, None)));
         assert!(matches!(ra.try_recv(), Ok(Err(ManagerError::WorkerDied))));
     }
 
@@ -582,7 +764,7 @@ mod tests {
         let mut queue = JobQueue::new(settings(1, 0));
         let (a, mut ra) = job("a", t0);
         queue.push(a, false).unwrap();
-        for job in batch(queue.next_batch(t0)) {
+        for job in batch(queue.next_batch(t0, None)) {
             job.reply.send(Ok(Prediction::json(serde_json::json!([1]))));
         }
         assert!(matches!(ra.try_recv(), Ok(Ok(_))));

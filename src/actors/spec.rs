@@ -141,8 +141,8 @@ impl ModelSpec {
             use_job_ticket: self.settings.use_job_ticket,
             // Only where batches are invisible: native handlers pre- and post-process each
             // request alone; a Python handler sees its batch, so it keeps TorchServe's rules.
-            opportunistic_batch_max: match self.backend {
-                BackendSpec::Native { .. } => self.settings.opportunistic_batch_max,
+            opportunistic: match self.backend {
+                BackendSpec::Native { .. } => self.settings.opportunistic,
                 BackendSpec::Python(_) => None,
             },
         }

@@ -18,7 +18,7 @@ use crate::error::{Code, ErrorCode};
 pub use extract::Limits;
 pub use fetch::fetch_into_store;
 pub use manifest::{Manifest, ModelSection, Runtime};
-pub use model_config::{DeclaredTensor, DeclaredTensors, DeviceType, ModelConfig};
+pub use model_config::{DeclaredTensor, DeclaredTensors, DeviceType, ModelConfig, Opportunistic};
 pub use write::{pack, ArchiveFormat, PackOptions};
 
 #[derive(Debug, thiserror::Error)]

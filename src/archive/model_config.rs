@@ -19,6 +19,16 @@ use super::ArchiveError;
 /// each other where it does not.
 pub const DEFAULT_OPPORTUNISTIC_BATCH_MAX: usize = 8;
 
+/// tserve's opportunistic batching of a native model, as its YAML leaves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opportunistic {
+    /// Queued jobs a free worker takes into one batch at most.
+    pub max: usize,
+    /// Whether a worker back from a batch of several waits, briefly, for as many jobs to
+    /// gather before it takes the next (see `QueueSettings::refill`).
+    pub refill: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceType {
     Cpu,
@@ -136,15 +146,17 @@ impl ModelConfig {
     }
 
     /// tserve's opportunistic batching for native models (`tserve: {opportunistic_batching:
-    /// false}` turns it off; `opportunistic_batch_max: N` caps it): `None` when off, else the cap.
-    pub fn opportunistic_batch_max(&self) -> Option<usize> {
+    /// false}` turns it off; `opportunistic_batch_max: N` caps it; `batch_refill: false` stops
+    /// a worker waiting for its batch to refill): `None` when off.
+    pub fn opportunistic(&self) -> Option<Opportunistic> {
         let tserve = self.handler_settings.get("tserve");
         let setting = |key: &str| tserve.and_then(|tserve| tserve.get(key));
         if setting("opportunistic_batching").and_then(Value::as_bool) == Some(false) {
             return None;
         }
-        let cap = setting("opportunistic_batch_max").and_then(Value::as_u64).map_or(DEFAULT_OPPORTUNISTIC_BATCH_MAX, |n| n as usize);
-        (cap > 1).then_some(cap)
+        let max = setting("opportunistic_batch_max").and_then(Value::as_u64).map_or(DEFAULT_OPPORTUNISTIC_BATCH_MAX, |n| n as usize);
+        let refill = setting("batch_refill").and_then(Value::as_bool) != Some(false);
+        (max > 1).then_some(Opportunistic { max, refill })
     }
 
     pub fn read(path: &Path) -> Result<Self, ArchiveError> {
@@ -325,10 +337,13 @@ mod tests {
 
     #[test]
     fn opportunistic_batching_is_on_with_a_cap_unless_turned_off() {
-        assert_eq!(ModelConfig::parse("").unwrap().opportunistic_batch_max(), Some(DEFAULT_OPPORTUNISTIC_BATCH_MAX));
-        assert_eq!(ModelConfig::parse("tserve:\n  opportunistic_batch_max: 32\n").unwrap().opportunistic_batch_max(), Some(32));
-        assert_eq!(ModelConfig::parse("tserve:\n  opportunistic_batching: false\n").unwrap().opportunistic_batch_max(), None);
-        assert_eq!(ModelConfig::parse("tserve:\n  opportunistic_batch_max: 1\n").unwrap().opportunistic_batch_max(), None);
+        let opportunistic = |yaml: &str| ModelConfig::parse(yaml).unwrap().opportunistic();
+        let default = Opportunistic { max: DEFAULT_OPPORTUNISTIC_BATCH_MAX, refill: true };
+        assert_eq!(opportunistic(""), Some(default));
+        assert_eq!(opportunistic("tserve:\n  opportunistic_batch_max: 32\n"), Some(Opportunistic { max: 32, ..default }));
+        assert_eq!(opportunistic("tserve:\n  batch_refill: false\n"), Some(Opportunistic { refill: false, ..default }));
+        assert_eq!(opportunistic("tserve:\n  opportunistic_batching: false\n"), None);
+        assert_eq!(opportunistic("tserve:\n  opportunistic_batch_max: 1\n"), None);
     }
 
     #[test]

@@ -177,12 +177,47 @@ fn workers_share_one_copy_of_the_weights_and_answer_as_one_alone() {
 
 /// The largest batch a model's workers ran, from their debug lines (`ran batch of N in ...`).
 fn largest_batch(output: &str, model: &str) -> usize {
+    batch_sizes(output, model).into_iter().max().unwrap_or(0)
+}
+
+/// The size of every batch a model's workers ran, in order, from their debug lines.
+fn batch_sizes(output: &str, model: &str) -> Vec<usize> {
     output
         .lines()
         .filter(|line| line.contains(&format!("-{model}_1.0: ran batch of ")))
         .filter_map(|line| line.split("ran batch of ").nth(1)?.split(' ').next()?.parse().ok())
-        .max()
-        .unwrap_or(0)
+        .collect()
+}
+
+#[test]
+fn clients_that_wait_for_their_answers_get_full_batches_from_a_costly_model() {
+    // One ResNet-18 worker (a batch of 8 takes hundreds of milliseconds), 8 clients each sending
+    // its next image as soon as its answer is in. Taking the first returning request at once
+    // would alternate batches of 1 and 7; the worker waits a few milliseconds for its batch to
+    // refill instead. Answers are unchanged (checked against the image alone).
+    let server = TestServer::start_with(&["resnet18.mar"], "default_workers_per_model=1");
+    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
+    let alone = server.post("/predictions/resnet18", &photo).json();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let (server, photo, alone) = (&server, &photo, &alone);
+            scope.spawn(move || {
+                for _ in 0..5 {
+                    let reply = server.post("/predictions/resnet18", photo);
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    assert_close(&reply.json(), alone, 1e-5);
+                }
+            });
+        }
+    });
+    let output = server.output_when(|o| batch_sizes(o, "resnet18").iter().sum::<usize>() >= 41);
+    let sizes = batch_sizes(&output, "resnet18");
+    assert_eq!(sizes.iter().sum::<usize>(), 41, "every request ran once: {sizes:?}");
+    // The lone request, then the clients' first requests (one may run alone, the rest gather
+    // while it runs); after that, batches of 8 (a client slowed past the wait by a busy machine
+    // costs one batch a place: most, not all).
+    let full = sizes.iter().filter(|&&size| size == 8).count();
+    assert!(full * 8 >= 24, "at least 24 of the 40 requests ran in full batches: {sizes:?}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use actix::{Message, Recipient};
 
 use super::model_queue::{ModelQueue, StopFlag};
+use super::queue::Ran;
 use super::pool::WorkerId;
 use super::{Job, Reply};
 use crate::handlers::ModelError;
@@ -206,7 +207,8 @@ fn serve_batches(backend: &mut impl Backend, start: &WorkerStart, link: &WorkerL
         Ok(Err(exit)) => return Some(WorkerEvent::Died(start.id, exit)),
         Err(panic) => return Some(WorkerEvent::Died(start.id, panicked(panic.as_ref()))),
     }
-    while let Some(jobs) = start.queue.take_batch(&link.stop) {
+    let mut ran = None;
+    while let Some(jobs) = start.queue.take_batch(&link.stop, ran) {
         let unready = match catch_unwind(AssertUnwindSafe(|| backend.ready())) {
             Ok(Ok(())) => None,
             Ok(Err(exit)) => Some(exit),
@@ -235,6 +237,7 @@ fn serve_batches(backend: &mut impl Backend, start: &WorkerStart, link: &WorkerL
         *link.running() = None;
         let took = taken.elapsed();
         start.metrics.batch_ran(size, took, request_ids.as_deref());
+        ran = Some(Ran { jobs: size, took });
         let exit = match outcome {
             Ok(Ok(in_backend)) => {
                 // As TorchServe's WorkerThread measures it: from taking the batch to having
