@@ -153,13 +153,25 @@ fn workers_share_one_copy_of_the_weights_and_answer_as_one_alone() {
     // Two workers of one model run `forward` on one shared module, at the same time: every
     // answer under concurrent load equals the answer to the same image alone.
     let server = TestServer::start_with(&["resnet18.mar"], "default_workers_per_model=2");
+    photo_from_waiting_clients(&server, 8, 4);
+    let output = server.output_when(|o| o.contains("sharing the weights"));
+    assert_eq!(output.matches("sharing the weights already loaded on Cpu").count(), 1, "{output}");
+    // The image classifier batches by itself under load, answers unchanged (checked above).
+    let output = server.output_when(|o| largest_batch(o, "resnet18") > 1);
+    let largest = largest_batch(&output, "resnet18");
+    assert!((2..=8).contains(&largest), "batches formed, never past the default cap: {largest}");
+}
+
+/// ResNet-18 answers the photo alone, then to `clients` clients at once, each sending it `each`
+/// times, the next as soon as its answer is in: every answer equals the one alone.
+fn photo_from_waiting_clients(server: &TestServer, clients: usize, each: usize) {
     let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
     let alone = server.post("/predictions/resnet18", &photo).json();
     std::thread::scope(|scope| {
-        for _ in 0..8 {
-            let (server, photo, alone) = (&server, &photo, &alone);
+        for _ in 0..clients {
+            let (photo, alone) = (&photo, &alone);
             scope.spawn(move || {
-                for _ in 0..4 {
+                for _ in 0..each {
                     let reply = server.post("/predictions/resnet18", photo);
                     assert_eq!(reply.status, 200, "{}", reply.body);
                     assert_close(&reply.json(), alone, 1e-5);
@@ -167,12 +179,6 @@ fn workers_share_one_copy_of_the_weights_and_answer_as_one_alone() {
             });
         }
     });
-    let output = server.output_when(|o| o.contains("sharing the weights"));
-    assert_eq!(output.matches("sharing the weights already loaded on Cpu").count(), 1, "{output}");
-    // The image classifier batches by itself under load, answers unchanged (checked above).
-    let output = server.output_when(|o| largest_batch(o, "resnet18") > 1);
-    let largest = largest_batch(&output, "resnet18");
-    assert!((2..=8).contains(&largest), "batches formed, never past the default cap: {largest}");
 }
 
 /// The largest batch a model's workers ran, from their debug lines (`ran batch of N in ...`).
@@ -196,20 +202,7 @@ fn clients_that_wait_for_their_answers_get_full_batches_from_a_costly_model() {
     // would alternate batches of 1 and 7; the worker waits a few milliseconds for its batch to
     // refill instead. Answers are unchanged (checked against the image alone).
     let server = TestServer::start_with(&["resnet18.mar"], "default_workers_per_model=1");
-    let photo = std::fs::read(fixture("images/photo.jpg")).unwrap();
-    let alone = server.post("/predictions/resnet18", &photo).json();
-    std::thread::scope(|scope| {
-        for _ in 0..8 {
-            let (server, photo, alone) = (&server, &photo, &alone);
-            scope.spawn(move || {
-                for _ in 0..5 {
-                    let reply = server.post("/predictions/resnet18", photo);
-                    assert_eq!(reply.status, 200, "{}", reply.body);
-                    assert_close(&reply.json(), alone, 1e-5);
-                }
-            });
-        }
-    });
+    photo_from_waiting_clients(&server, 8, 5);
     let output = server.output_when(|o| batch_sizes(o, "resnet18").iter().sum::<usize>() >= 41);
     let sizes = batch_sizes(&output, "resnet18");
     assert_eq!(sizes.iter().sum::<usize>(), 41, "every request ran once: {sizes:?}");
