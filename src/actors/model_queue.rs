@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::queue::{Admission, JobQueue, Next, QueueSettings, Ran, Wake};
+use super::queue::{Admission, JobQueue, Next, QueueSettings, Ran, Refill, Wake};
 use super::{Job, ManagerError};
 
 pub struct ModelQueue {
@@ -102,12 +102,11 @@ impl ModelQueue {
                     state = woken;
                     state.queue.worker_wakes();
                 }
-                Next::RefillUntil(deadline) => {
-                    let jobs = refill.map_or(0, |refill| refill.jobs);
+                Next::Refilling(Refill { jobs, until }) => {
                     state.queue.worker_waits_to_refill(jobs);
                     let (woken, _) = self
                         .refilled
-                        .wait_timeout(state, deadline.saturating_duration_since(now))
+                        .wait_timeout(state, until.saturating_duration_since(now))
                         .unwrap_or_else(PoisonError::into_inner);
                     state = woken;
                     state.queue.worker_stops_refilling(jobs);

@@ -8,7 +8,7 @@
 //! `batch_size`, and sends whatever it has when the batch is full or the delay is over.
 //! tserve's opportunistic batching (native models, `batch_size` 1) takes what is queued without
 //! waiting, except that a worker back from a batch of several may wait briefly for its batch to
-//! refill (see [`QueueSettings::refill`]).
+//! refill (see [`JobQueue::refill`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -85,9 +85,8 @@ pub enum Next {
     Batch(Vec<Job>),
     /// A batch is forming: ask again at this instant (or when a job arrives).
     WaitUntil(Instant),
-    /// The worker's batch is refilling: ask again at this instant, or once the refill's jobs
-    /// are queued.
-    RefillUntil(Instant),
+    /// The worker's batch is refilling: ask again at its `until`, or once its jobs are queued.
+    Refilling(Refill),
     /// Nothing to do until a job arrives.
     Empty,
 }
@@ -260,7 +259,7 @@ impl JobQueue {
             }
             // Before the empty queue's answer: a refilling worker is not idle (see `refilling`).
             if let Some(refill) = refill.filter(|refill| now < refill.until && self.jobs.len() < refill.jobs) {
-                return Next::RefillUntil(refill.until);
+                return Next::Refilling(refill);
             }
             if self.jobs.is_empty() {
                 self.forming_since = None;
@@ -500,7 +499,7 @@ mod tests {
         // A batch of 4 that took 48 ms: wait for 4 jobs, a sixteenth of 48 ms at most.
         let refill = q.refill(Some(Ran { jobs: 4, took: ms(48) }), t0);
         assert_eq!(refill, Some(Refill { jobs: 4, until: t0 + ms(3) }));
-        assert!(matches!(q.next_batch(t0, refill), Next::RefillUntil(at) if at == t0 + ms(3)), "not idle while empty");
+        assert!(matches!(q.next_batch(t0, refill), Next::Refilling(Refill { until, .. }) if until == t0 + ms(3)), "not idle while empty");
         let mut answers = Vec::new();
         for (tag, wakes) in [("a", Wake::Nobody), ("b", Wake::Nobody), ("c", Wake::Nobody), ("d", Wake::Refilling)] {
             q.worker_waits_to_refill(4);
@@ -510,14 +509,14 @@ mod tests {
             assert_eq!(q.wake_for_new_jobs(), wakes, "after {tag}");
             q.worker_stops_refilling(4);
             if tag != "d" {
-                assert!(matches!(q.next_batch(t0 + ms(1), refill), Next::RefillUntil(_)));
+                assert!(matches!(q.next_batch(t0 + ms(1), refill), Next::Refilling(_)));
             }
         }
         assert_eq!(tags(&batch(q.next_batch(t0 + ms(1), refill))), ["a", "b", "c", "d"], "refilled: at once");
         // Nobody else comes in time: whatever is there goes when the wait is over.
         let (e, _e) = job("e", t0);
         q.push(e, false).unwrap();
-        assert!(matches!(q.next_batch(t0 + ms(2), refill), Next::RefillUntil(_)));
+        assert!(matches!(q.next_batch(t0 + ms(2), refill), Next::Refilling(_)));
         assert_eq!(tags(&batch(q.next_batch(t0 + ms(3), refill))), ["e"]);
         assert!(matches!(q.next_batch(t0 + ms(3), refill), Next::Empty), "after the wait: idle");
     }
@@ -554,7 +553,7 @@ mod tests {
             let (j, answer) = job(tag, t0);
             q.push(j, false).unwrap();
             answers.push(answer);
-            assert!(matches!(q.next_batch(t0, refill), Next::RefillUntil(_)));
+            assert!(matches!(q.next_batch(t0, refill), Next::Refilling(_)));
         }
         let (c, _c) = job("c", t0);
         q.push(c, false).unwrap();
