@@ -59,11 +59,16 @@ pub struct Refill {
 }
 
 impl QueueSettings {
+    /// Opportunistic batching, where it applies: a `batch_size` above 1 keeps TorchServe's meaning.
+    fn opportunistic(&self) -> Option<Opportunistic> {
+        self.opportunistic.filter(|_| self.batch_size == 1)
+    }
+
     /// The batch a free worker forms: at most this many jobs, waiting at most this long for them.
     fn batch_rule(&self) -> (usize, Duration) {
-        match self.opportunistic {
-            Some(opportunistic) if self.batch_size == 1 => (opportunistic.max.max(1), Duration::ZERO),
-            _ => (self.batch_size, self.max_batch_delay),
+        match self.opportunistic() {
+            Some(opportunistic) => (opportunistic.max.max(1), Duration::ZERO),
+            None => (self.batch_size, self.max_batch_delay),
         }
     }
 }
@@ -143,9 +148,8 @@ impl JobQueue {
     /// request still runs at once; nor does a batch too cheap for a timed wait to pay
     /// (`MIN_REFILL_WAIT`).
     pub fn refill(&self, ran: Option<Ran>, now: Instant) -> Option<Refill> {
-        let settings = &self.settings;
         // With job tickets a worker that is not idle refuses clients: it may not wait.
-        let opportunistic = settings.opportunistic.filter(|o| o.refill && settings.batch_size == 1 && !settings.use_job_ticket)?;
+        let opportunistic = self.settings.opportunistic().filter(|o| o.refill && !self.settings.use_job_ticket)?;
         let ran = ran.filter(|ran| ran.jobs > 1)?;
         let wait = (ran.took / REFILL_SHARE).min(MAX_REFILL_WAIT);
         (wait >= MIN_REFILL_WAIT).then(|| Refill {

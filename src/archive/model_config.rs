@@ -25,7 +25,7 @@ pub struct Opportunistic {
     /// Queued jobs a free worker takes into one batch at most.
     pub max: usize,
     /// Whether a worker back from a batch of several waits, briefly, for as many jobs to
-    /// gather before it takes the next (see `QueueSettings::refill`).
+    /// gather before it takes the next (see `JobQueue::refill` in `actors::queue`).
     pub refill: bool,
 }
 
