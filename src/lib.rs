@@ -14,6 +14,7 @@
 //! - [`error`]: the table of error codes: each error's HTTP status and TorchServe type.
 //! - [`request`]: what a prediction carries: the request as backends see it, and their answer.
 //! - [`tensor`]: typed tensors as the Open Inference Protocol names them, without libtorch.
+//! - [`heap`]: glibc's heap, where libtorch allocates: one arena, trimmed after warm-up.
 
 pub mod actors;
 mod archive;
@@ -25,6 +26,7 @@ mod error;
 mod gpu;
 pub mod handlers;
 pub mod grpc;
+pub mod heap;
 mod http;
 pub mod launcher;
 pub mod logging;

@@ -11,6 +11,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    tserve::heap::use_one_arena();
     tserve::logging::init();
     tserve::launcher::run(tserve::cli::Args::parse())
 }

@@ -248,6 +248,16 @@ impl TestServer {
         self.child.id()
     }
 
+    /// The server process's resident memory in KiB (`VmRSS` in /proc).
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    }
+
     /// Waits for the process to exit; `None` if it is still running after `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + limit;

@@ -39,17 +39,6 @@ fn raw_exchange(server: &TestServer, head: &str, body: &[u8], limit: Duration) -
     String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_string()
 }
 
-/// A process's resident memory in MB, from /proc.
-fn resident_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kb / 1024
-}
-
 fn still_serves(server: &TestServer) {
     let (input, _) = &mlp_cases()[0];
     assert_eq!(server.post("/predictions/mlp", input.to_string().as_bytes()).status, 200);
@@ -84,7 +73,7 @@ fn a_chunked_form_with_a_huge_part_header_stops_at_the_size_limit() {
     let chunk = |data: &[u8]| [format!("{:x}\r\n", data.len()).as_bytes(), data, b"\r\n"].concat();
     stream.write_all(&chunk(header_start)).unwrap();
     // 200 MB of one header line, far past max_request_size, sent until the server stops reading.
-    let resident_before = resident_mb(server.pid());
+    let resident_before = server.resident_kib() / 1024;
     let filler = vec![b'a'; 64 * 1024];
     let mut sent = 0;
     while sent < 200 << 20 {
@@ -100,7 +89,7 @@ fn a_chunked_form_with_a_huge_part_header_stops_at_the_size_limit() {
         status.is_empty() || status.starts_with("HTTP/1.1 4"),
         "refused (or cut off), never buffered: {status:?}"
     );
-    let grown = resident_mb(server.pid()).saturating_sub(resident_before);
+    let grown = (server.resident_kib() / 1024).saturating_sub(resident_before);
     assert!(grown < 50, "the header was not buffered: resident memory grew by {grown} MB");
     still_serves(&server);
 }
