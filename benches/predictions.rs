@@ -34,8 +34,12 @@
 //!   `/predictions` (JSON sample), OIP infer with a JSON tensor, OIP infer with a binary tensor
 //!   (`Inference-Header-Content-Length`, binary output), and KServe v1 `:predict` (one instance).
 //!
+//! - **Memory**: the server's resident memory, idle, with the default workers for ResNet-18 and
+//!   DenseNet-161, and what one worker more adds; ResNet-18 under TorchServe beside it (its
+//!   launcher, Java frontend and Python workers summed). Printed after the table.
+//!
 //! Settings (environment): BENCH_SECONDS (per run, default 10), BENCH_CONCURRENCY (MLP, default
-//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip").
+//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip,memory").
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
@@ -66,7 +70,7 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
         .collect();
-    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip");
+    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip,memory");
     let wanted = |row: &str| rows.split(',').any(|r| r == row);
     let workers = cores();
     let mlp_body = fixture("mlp_bench_input.json");
@@ -276,6 +280,7 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         first_request("MLP", "mlp_bench.mar", "/predictions/mlp_bench", &std::fs::read(&mlp_body).unwrap());
         first_request("ResNet-18", "resnet18.mar", "/predictions/resnet18", &std::fs::read(&jpeg).unwrap());
     }
+    let memory = if wanted("memory") { memory_rows(workers) } else { Vec::new() };
     if !cpu_split.is_empty() {
         println!("\n| c=64, CPU per request | server's threads, µs | wrk µs | all, µs |\n|---|---|---|---|");
         cpu_split.iter().for_each(|line| println!("{line}"));
@@ -287,6 +292,64 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         );
         python_cost.iter().for_each(|line| println!("{line}"));
     }
+    if !memory.is_empty() {
+        println!("\n| memory, idle (VmRSS once steady) | workers | MiB | one worker more: MiB added |\n|---|---|---|---|");
+        memory.iter().for_each(|line| println!("{line}"));
+    }
+}
+
+/// The memory table's rows: each server idle with `workers` workers, then with one more added
+/// (`PUT /models/{m}?min_worker=N&synchronous=true`), both once the reading is steady.
+fn memory_rows(workers: usize) -> Vec<String> {
+    let extra = ["index_to_name.json"];
+    let densenet = archive("densenet161", "densenet161.pt", "image_classifier", &extra, None);
+    let mut rows = Vec::new();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for name in ["resnet18", densenet.as_str()] {
+        let server = TestServer::start_with(&[&format!("{name}.mar")], "");
+        let idle = server.settled_resident_kib();
+        let reply = server.manage("PUT", &format!("/models/{name}?min_worker={}&synchronous=true", workers + 1));
+        assert_eq!(reply.status, 200, "scaling {name} up: {}", reply.body);
+        let added = server.settled_resident_kib().saturating_sub(idle);
+        rows.push(format!("| {name}, tserve | {workers} | {:.0} | +{:.1} |", mib(idle), mib(added)));
+    }
+    match torchserve::TorchServe::start("resnet18.mar", workers, &[]) {
+        Ok(torchserve) => {
+            torchserve.wait_for_workers("resnet18", workers);
+            let tree = || tree_resident_kib(torchserve.pid());
+            let idle = helpers::settled(tree);
+            torchserve.scale("resnet18", workers + 1);
+            let added = helpers::settled(tree).saturating_sub(idle);
+            rows.push(format!("| resnet18, TorchServe 0.12.0 (all its processes) | {workers} | {:.0} | +{:.1} |", mib(idle), mib(added)));
+        }
+        Err(e) => eprintln!("TorchServe memory row skipped: {e}"),
+    }
+    rows
+}
+
+/// The resident memory of `pid` and every process under it, in KiB.
+fn tree_resident_kib(pid: u32) -> u64 {
+    let parents: std::collections::HashMap<u32, u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|process| {
+            let child = process.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(process.path().join("stat")).ok()?;
+            let (_, fields) = stat_fields(&stat)?;
+            Some((child, field(&fields, 1) as u32))
+        })
+        .collect();
+    let under = |mut process: u32| loop {
+        if process == pid {
+            return true;
+        }
+        match parents.get(&process) {
+            Some(&parent) if parent > 1 => process = parent,
+            _ => return false,
+        }
+    };
+    parents.keys().filter(|&&process| under(process)).filter_map(|&process| helpers::resident_kib(process)).sum()
 }
 
 /// A row of the CPU table: the CPU each thread group of `pid` and wrk spent per request.
@@ -332,19 +395,26 @@ fn without_opportunistic_batching(name: &str, serialized: &str, handler: &str, e
 }
 
 /// Archives `serialized` as `archive` with one setting in its YAML's `tserve` section.
-fn with_tserve_setting(archive: &str, setting: &str, serialized: &str, handler: &str, extra: &[&str]) -> String {
-    let archive = archive.to_string();
-    let yaml = fixture(&format!("{archive}.yaml"));
+fn with_tserve_setting(archive_name: &str, setting: &str, serialized: &str, handler: &str, extra: &[&str]) -> String {
+    let yaml = fixture(&format!("{archive_name}.yaml"));
     std::fs::write(&yaml, format!("tserve:\n  {setting}\n")).unwrap();
+    archive(archive_name, serialized, handler, extra, Some(&yaml))
+}
+
+/// Archives the fixture `serialized` as `<archive>.mar` beside the fixtures, with `extra` files
+/// and, if given, a model-config YAML.
+fn archive(archive: &str, serialized: &str, handler: &str, extra: &[&str], config: Option<&Path>) -> String {
+    let archive = archive.to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_tserve-archiver"));
     command
         .args(["--model-name", &archive, "--version", "1.0", "--handler", handler, "-f"])
         .arg("--serialized-file")
         .arg(fixture(serialized))
-        .arg("--config-file")
-        .arg(&yaml)
         .arg("--export-path")
         .arg(fixture(""));
+    if let Some(config) = config {
+        command.arg("--config-file").arg(config);
+    }
     if !extra.is_empty() {
         let files: Vec<String> = extra.iter().map(|file| fixture(file).display().to_string()).collect();
         command.args(["--extra-files", &files.join(",")]);
@@ -771,6 +841,7 @@ mod torchserve {
         child: Child,
         dir: tempfile::TempDir,
         port: u16,
+        management: u16,
     }
 
     impl TorchServe {
@@ -801,7 +872,7 @@ mod torchserve {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(|e| format!("cannot start {}: {e}", launcher.display()))?;
-            let server = Self { child, dir, port };
+            let server = Self { child, dir, port, management };
             let deadline = Instant::now() + Duration::from_secs(180);
             while Instant::now() < deadline {
                 let ready = ureq::get(&server.url("/ping")).call().ok().map(|r| r.status()) == Some(200);
@@ -815,6 +886,38 @@ mod torchserve {
 
         pub fn url(&self, path: &str) -> String {
             format!("http://127.0.0.1:{}{path}", self.port)
+        }
+
+        /// Waits until `model` has `count` workers READY (its Python workers have loaded it).
+        pub fn wait_for_workers(&self, model: &str, count: usize) {
+            let url = format!("http://127.0.0.1:{}/models/{model}", self.management);
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while Instant::now() < deadline {
+                let ready = ureq::get(&url)
+                    .call()
+                    .ok()
+                    .and_then(|reply| reply.into_json::<serde_json::Value>().ok())
+                    .and_then(|described| {
+                        let workers = described[0]["workers"].as_array()?.clone();
+                        Some(workers.iter().filter(|w| w["status"] == "READY").count())
+                    });
+                if ready >= Some(count) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            panic!("TorchServe's {model} did not get {count} workers READY within 180 s");
+        }
+
+        /// Scales `model` to `workers`, waiting for them.
+        pub fn scale(&self, model: &str, workers: usize) {
+            let url = format!("http://127.0.0.1:{}/models/{model}?min_worker={workers}&synchronous=true", self.management);
+            let status = ureq::put(&url).call().map(|reply| reply.status()).unwrap_or_else(|e| match e {
+                ureq::Error::Status(code, _) => code,
+                ureq::Error::Transport(_) => 0,
+            });
+            assert_eq!(status, 200, "TorchServe scaling {model} to {workers}");
+            self.wait_for_workers(model, workers);
         }
 
         /// The launcher's process, under which the Java frontend and its Python workers run.

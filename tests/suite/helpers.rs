@@ -250,12 +250,13 @@ impl TestServer {
 
     /// The server process's resident memory in KiB (`VmRSS` in /proc).
     pub fn resident_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap()
+        resident_kib(self.pid()).unwrap()
+    }
+
+    /// [`resident_kib`] once two readings 200 ms apart agree within 64 KiB (or after 5 s): a
+    /// server that has just bound its listeners, or just added a worker, is still starting threads.
+    pub fn settled_resident_kib(&self) -> u64 {
+        settled(|| self.resident_kib())
     }
 
     /// Waits for the process to exit; `None` if it is still running after `limit`.
@@ -280,6 +281,29 @@ impl Drop for TestServer {
 
 /// The tserve binary, run in `dir` with `TMPDIR` there too, so its pid file and any
 /// `./config.properties` lookup are private to the test.
+/// A process's resident memory in KiB (`VmRSS` in /proc); `None` once it is gone.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// A reading once two readings 200 ms apart agree within 64 (or after 5 s).
+pub fn settled(read: impl Fn() -> u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = read();
+        if now.abs_diff(last) < 64 || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 pub fn tserve_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tserve"));
     command

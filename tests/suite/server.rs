@@ -170,28 +170,13 @@ fn an_added_worker_costs_its_thread_not_the_weights_nor_its_warm_up() {
     // worker shares the first and gives the second back (one glibc arena, trimmed after the
     // warm-up). On 2 cores: +2.4 MiB in three of three tries, +12 MiB with an arena per thread.
     let server = TestServer::start(&["resnet18.mar"], "");
-    // The listeners' threads are still starting when the bind lines are out.
-    let before = settled_resident_kib(&server);
+    let before = server.settled_resident_kib();
     let reply = server.manage("PUT", "/models/resnet18?min_worker=2&synchronous=true");
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let added = settled_resident_kib(&server).saturating_sub(before);
+    let added = server.settled_resident_kib().saturating_sub(before);
     assert!(added < 8 * 1024, "the second worker added {added} KiB");
     let output = server.output_when(|o| o.contains("sharing the weights"));
     assert!(output.contains("W-9001-resnet18_1.0: model loaded"), "{output}");
-}
-
-/// The server's resident memory once two readings 200 ms apart agree within 64 KiB (or after 5 s).
-fn settled_resident_kib(server: &TestServer) -> u64 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut last = server.resident_kib();
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = server.resident_kib();
-        if now.abs_diff(last) < 64 || std::time::Instant::now() > deadline {
-            return now;
-        }
-        last = now;
-    }
 }
 
 /// ResNet-18 answers the photo alone, then to `clients` clients at once, each sending it `each`
