@@ -14,7 +14,6 @@
 //! - [`error`]: the table of error codes: each error's HTTP status and TorchServe type.
 //! - [`request`]: what a prediction carries: the request as backends see it, and their answer.
 //! - [`tensor`]: typed tensors as the Open Inference Protocol names them, without libtorch.
-//! - [`heap`]: glibc's heap, where libtorch allocates: one arena, trimmed after warm-up.
 
 pub mod actors;
 mod archive;
@@ -26,7 +25,6 @@ mod error;
 mod gpu;
 pub mod handlers;
 pub mod grpc;
-pub mod heap;
 mod http;
 pub mod launcher;
 pub mod logging;

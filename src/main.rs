@@ -11,7 +11,6 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tserve::heap::use_one_arena();
     tserve::logging::init();
     tserve::launcher::run(tserve::cli::Args::parse())
 }

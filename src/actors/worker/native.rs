@@ -103,9 +103,10 @@ impl Backend for NativeBackend {
         let handler = (self.handler)(&self.model_dir).map_err(WorkerExit::LoadFailed)?;
         let model = LoadedModel::load(&self.serialized_file, handler, self.device)
             .map_err(WorkerExit::LoadFailed)?;
-        // Warm-up's activations were freed into the heap, which glibc keeps: give them back, so
-        // an added worker costs its thread, not a model's activations (see `heap`).
-        crate::heap::release_free_pages();
+        // Warm-up's activations were freed into this thread's malloc arena, which glibc keeps:
+        // give them back, so an added worker costs its thread, not a model's activations.
+        // SAFETY: malloc_trim only returns free heap pages to the system.
+        unsafe { libc::malloc_trim(0) };
         log::info!("{}: model loaded on {:?} in {:?}", self.name, self.device, started.elapsed());
         self.model = Some(model);
         Ok(())
