@@ -340,16 +340,24 @@ fn tree_resident_kib(pid: u32) -> u64 {
             Some((child, field(&fields, 1) as u32))
         })
         .collect();
-    let under = |mut process: u32| loop {
-        if process == pid {
+    parents
+        .keys()
+        .filter(|&&process| descends_from(process, pid, |p| parents.get(&p).copied()))
+        .filter_map(|&process| helpers::resident_kib(process))
+        .sum()
+}
+
+/// Whether `process` is `ancestor` or runs under it, following `parent_of` up to init.
+fn descends_from(mut process: u32, ancestor: u32, parent_of: impl Fn(u32) -> Option<u32>) -> bool {
+    loop {
+        if process == ancestor {
             return true;
         }
-        match parents.get(&process) {
-            Some(&parent) if parent > 1 => process = parent,
+        match parent_of(process) {
+            Some(parent) if parent > 1 => process = parent,
             _ => return false,
         }
-    };
-    parents.keys().filter(|&&process| under(process)).filter_map(|&process| helpers::resident_kib(process)).sum()
+    }
 }
 
 /// A row of the CPU table: the CPU each thread group of `pid` and wrk spent per request.
@@ -736,15 +744,8 @@ impl CpuSnapshot {
     /// under it, by thread group; then wrk's (the children that ended since).
     fn since(&self, pid: u32, descendants: bool) -> (Vec<(String, f64)>, f64) {
         let now = Self::take();
-        let under = |mut process: u32| loop {
-            if process == pid {
-                return true;
-            }
-            match now.threads.get(&(process, process)) {
-                Some(&(parent, _, _)) if descendants && parent > 1 => process = parent,
-                _ => return false,
-            }
-        };
+        let parent_of = |process: u32| now.threads.get(&(process, process)).map(|&(parent, _, _)| parent).filter(|_| descendants);
+        let under = |process: u32| descends_from(process, pid, parent_of);
         // SAFETY: sysconf only reads a constant of the system.
         let tick = 1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let mut groups: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();

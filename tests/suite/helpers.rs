@@ -279,8 +279,6 @@ impl Drop for TestServer {
     }
 }
 
-/// The tserve binary, run in `dir` with `TMPDIR` there too, so its pid file and any
-/// `./config.properties` lookup are private to the test.
 /// A process's resident memory in KiB (`VmRSS` in /proc); `None` once it is gone.
 pub fn resident_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -304,6 +302,8 @@ pub fn settled(read: impl Fn() -> u64) -> u64 {
     }
 }
 
+/// The tserve binary, run in `dir` with `TMPDIR` there too, so its pid file and any
+/// `./config.properties` lookup are private to the test.
 pub fn tserve_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tserve"));
     command
