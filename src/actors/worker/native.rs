@@ -33,6 +33,36 @@ pub(super) fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Returns what warm-up left this thread holding but not using, so that an idle worker costs its
+/// thread, not a model's working memory (it comes back on the first batch, as it would anyway):
+///
+/// - MKL's GEMM packing buffers, which MKL keeps per thread for its next call (6.6 MiB of the
+///   10.3 MiB that a third DenseNet-161 worker added, found with `heaptrack`);
+/// - the activations, freed into this thread's malloc arena, which glibc keeps.
+///
+/// What stays is the top of the arena, which glibc trims only past its dynamic threshold.
+fn give_back_scratch() {
+    if let Some(free_buffers) = mkl_thread_free_buffers() {
+        // SAFETY: frees only the calling thread's MKL buffers, and no MKL call runs on this
+        // thread meanwhile: this thread is here.
+        unsafe { free_buffers() };
+    }
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// MKL's `mkl_thread_free_buffers` as libtorch exports it, looked up rather than linked:
+/// libtorch builds without MKL (ARM, some source builds) lack it.
+fn mkl_thread_free_buffers() -> Option<unsafe extern "C" fn()> {
+    static FOUND: OnceLock<Option<unsafe extern "C" fn()>> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym with a NUL-terminated name only reads the loaded objects' symbol tables.
+        let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mkl_serv_thread_free_buffers".as_ptr()) };
+        // SAFETY: the symbol is MKL's `void mkl_thread_free_buffers(void)`.
+        (!symbol.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn()>(symbol) })
+    })
+}
+
 pub struct NativeBackend {
     name: String,
     serialized_file: PathBuf,
@@ -103,10 +133,7 @@ impl Backend for NativeBackend {
         let handler = (self.handler)(&self.model_dir).map_err(WorkerExit::LoadFailed)?;
         let model = LoadedModel::load(&self.serialized_file, handler, self.device)
             .map_err(WorkerExit::LoadFailed)?;
-        // Warm-up's activations were freed into this thread's malloc arena, which glibc keeps:
-        // give them back, so an added worker costs its thread, not a model's activations.
-        // SAFETY: malloc_trim only returns free heap pages to the system.
-        unsafe { libc::malloc_trim(0) };
+        give_back_scratch();
         log::info!("{}: model loaded on {:?} in {:?}", self.name, self.device, started.elapsed());
         self.model = Some(model);
         Ok(())
@@ -167,7 +194,20 @@ impl Backend for NativeBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::threads_per_worker;
+    use super::{give_back_scratch, mkl_thread_free_buffers, threads_per_worker};
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn a_worker_gives_mkl_buffers_back_and_multiplies_as_before() {
+        // The x86-64 libtorch wheels carry MKL: if a new one stops exporting this, idle workers
+        // silently keep their GEMM buffers again, so say so here.
+        assert!(cfg!(not(target_arch = "x86_64")) || mkl_thread_free_buffers().is_some(), "MKL's free-buffers entry point is gone");
+        let a = Tensor::arange(256 * 256, (Kind::Float, Device::Cpu)).reshape([256, 256]) / 65536.0;
+        let before = a.matmul(&a);
+        give_back_scratch();
+        let after = a.matmul(&a);
+        assert!(before.allclose(&after, 1e-6, 1e-6, false), "the buffers come back when MKL needs them");
+    }
 
     #[test]
     fn cores_are_shared_out_among_workers() {
