@@ -215,7 +215,6 @@ impl RollingFile {
         }
         let (path, keep) = (self.spec.path.clone(), self.spec.keep);
         let _ = std::thread::Builder::new().name("log-compress".into()).spawn(move || {
-            yield_to_serving();
             compress(&rolled);
             prune(&path, keep);
         });
@@ -231,15 +230,6 @@ fn rolled_name(path: &Path, now: chrono::DateTime<chrono::Local>) -> PathBuf {
         .map(|n| dir.join(format!("{stem}.{day}.{n}.log")))
         .find(|candidate| !candidate.exists() && !gz(candidate).exists())
         .unwrap_or_else(|| dir.join(format!("{stem}.{day}.log")))
-}
-
-/// Puts the calling thread in Linux's idle scheduling class: it runs on cores nothing else wants.
-/// Compressing a rolled log is housekeeping; under load it would otherwise take a core's share
-/// from the requests that wrote the log (a busy server rolls 100 MB every few seconds).
-fn yield_to_serving() {
-    let idle = libc::sched_param { sched_priority: 0 };
-    // SAFETY: changes only this thread's (pid 0) scheduling class; the parameter outlives the call.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
 }
 
 fn gz(path: &Path) -> PathBuf {
@@ -288,16 +278,6 @@ fn prune(path: &Path, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compression_runs_in_the_idle_class() {
-        let class = std::thread::spawn(|| {
-            yield_to_serving();
-            // SAFETY: reads this thread's scheduling class.
-            unsafe { libc::sched_getscheduler(0) }
-        });
-        assert_eq!(class.join().unwrap(), libc::SCHED_IDLE);
-    }
 
     #[test]
     fn files_roll_over_at_their_size_and_keep_their_count() {
