@@ -259,6 +259,15 @@ impl TestServer {
         settled(|| self.resident_kib())
     }
 
+    /// What one step of scaling costs in memory: the settled resident KiB with the workers `model`
+    /// has now, and what scaling it to `workers` (synchronously) adds once settled again.
+    pub fn resident_kib_scaling(&self, model: &str, workers: usize) -> (u64, u64) {
+        let before = self.settled_resident_kib();
+        let reply = self.manage("PUT", &format!("/models/{model}?min_worker={workers}&synchronous=true"));
+        assert_eq!(reply.status, 200, "scaling {model} to {workers}: {}", reply.body);
+        (before, self.settled_resident_kib().saturating_sub(before))
+    }
+
     /// Waits for the process to exit; `None` if it is still running after `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + limit;

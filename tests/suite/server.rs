@@ -169,10 +169,7 @@ fn an_added_worker_costs_its_thread_not_the_weights() {
     // ResNet-18's weights take 45 MB: an added worker shares them (and gives its warm-up's
     // activations back as far as glibc lets it). On 2 cores: +12 MiB, every try of three.
     let server = TestServer::start(&["resnet18.mar"], "");
-    let before = server.settled_resident_kib();
-    let reply = server.manage("PUT", "/models/resnet18?min_worker=2&synchronous=true");
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let added = server.settled_resident_kib().saturating_sub(before);
+    let (_, added) = server.resident_kib_scaling("resnet18", 2);
     assert!(added < 24 * 1024, "the second worker added {added} KiB, about half a copy of the weights or more");
     let output = server.output_when(|o| o.contains("sharing the weights"));
     assert!(output.contains("W-9001-resnet18_1.0: model loaded"), "{output}");
