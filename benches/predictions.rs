@@ -38,8 +38,12 @@
 //!   DenseNet-161, and what one worker more adds; ResNet-18 under TorchServe beside it (its
 //!   launcher, Java frontend and Python workers summed). Printed after the table.
 //!
+//! - **Start**: ResNet-18 from `tserve` started to `/ping` healthy, five times, with the phases
+//!   the server logs (unpacking, the slowest worker's load and warm-up), under `tserve --version`
+//!   (libtorch's static initialisers, which run before any of tserve's code). After the table.
+//!
 //! Settings (environment): BENCH_SECONDS (per run, default 10), BENCH_CONCURRENCY (MLP, default
-//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip,memory").
+//! "1,16,64"), BENCH_ROWS (default "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip,memory,start").
 
 #[path = "../tests/suite/helpers.rs"]
 #[allow(dead_code)]
@@ -70,7 +74,7 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY"))
         .collect();
-    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip,memory");
+    let rows = env_or("BENCH_ROWS", "ceiling,mlp,resnet18,batched,first,python,monitoring,security,oip,memory,start");
     let wanted = |row: &str| rows.split(',').any(|r| r == row);
     let workers = cores();
     let mlp_body = fixture("mlp_bench_input.json");
@@ -281,6 +285,7 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         first_request("ResNet-18", "resnet18.mar", "/predictions/resnet18", &std::fs::read(&jpeg).unwrap());
     }
     let memory = if wanted("memory") { memory_rows(workers) } else { Vec::new() };
+    let start = if wanted("start") { start_rows(workers) } else { Vec::new() };
     if !cpu_split.is_empty() {
         println!("\n| c=64, CPU per request | server's threads, µs | wrk µs | all, µs |\n|---|---|---|---|");
         cpu_split.iter().for_each(|line| println!("{line}"));
@@ -296,6 +301,73 @@ models={"resnet18": {"1.0": {"batchSize": 8, "maxBatchDelay": 5}}}"#;
         println!("\n| memory, idle (VmRSS once steady) | workers | MiB | one worker more: MiB added |\n|---|---|---|---|");
         memory.iter().for_each(|line| println!("{line}"));
     }
+    if !start.is_empty() {
+        println!(
+            "\n| start → ready, ResNet-18, {workers} workers | ms, each start | mean ms |\n|---|---|---|"
+        );
+        start.iter().for_each(|line| println!("{line}"));
+    }
+}
+
+/// The start table's rows: ResNet-18 served from `tserve` started to `/ping` healthy, five
+/// times, with the phases the server's log reports (the unpacking, and the slowest worker's load
+/// and warm-up); above them the part no server code runs in: `tserve --version` started to its
+/// line, which is the process's start and libtorch's static initialisers (its exit, libtorch's
+/// static destructors, another 70 ms, is left out).
+fn start_rows(workers: usize) -> Vec<String> {
+    use std::io::BufRead;
+    const STARTS: usize = 5;
+    let ms = |took: Duration| took.as_secs_f64() * 1e3;
+    let scratch = tempfile::tempdir().unwrap();
+    let version: Vec<f64> = (0..STARTS)
+        .map(|_| {
+            let started = Instant::now();
+            let mut child = helpers::tserve_command(scratch.path())
+                .arg("--version")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            let took = ms(started.elapsed());
+            assert!(line.starts_with("tserve version"), "tserve --version printed {line:?}");
+            assert!(child.wait().unwrap().success(), "tserve --version failed");
+            took
+        })
+        .collect();
+    let (mut ready, mut unpacked, mut loaded, mut warmed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..STARTS {
+        let started = Instant::now();
+        let server = TestServer::start_with(&["resnet18.mar"], "");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.get("/ping").json()["status"] != "Healthy" {
+            assert!(Instant::now() < deadline, "ResNet-18 was not healthy within 60 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        ready.push(ms(started.elapsed()));
+        let output = server.output_when(|o| o.matches("warm-up").count() >= workers);
+        // `… resnet18.mar: unpacked in 151.2 ms` and, per worker, `… model loaded on Cpu in
+        // 231.0 ms, warm-up 118.5 ms of it`: the slowest worker's numbers count.
+        let number_after = |line: &str, marker: &str| -> Option<f64> {
+            line.split_once(marker)?.1.split_whitespace().next()?.parse().ok()
+        };
+        let slowest = |marker: &str| output.lines().filter_map(|l| number_after(l, marker)).fold(f64::NAN, f64::max);
+        unpacked.push(slowest("unpacked in "));
+        loaded.push(slowest("model loaded on Cpu in "));
+        warmed.push(slowest("warm-up "));
+    }
+    let row = |label: &str, times: &[f64]| {
+        let each: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        format!("| {label} | {} | {mean:.0} |", each.join(" / "))
+    };
+    vec![
+        row("`tserve --version` to its line (libtorch's static initialisers; no model)", &version),
+        row("**started → `/ping` healthy**", &ready),
+        row("of which: unpacking `resnet18.pt` from the `.mar`", &unpacked),
+        row("of which: the slowest worker's load, warm-up included", &loaded),
+        row("of which: that warm-up (two `forward`s)", &warmed),
+    ]
 }
 
 /// The memory table's rows: each server idle with `workers` workers, then with one more added

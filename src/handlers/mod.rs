@@ -163,6 +163,8 @@ pub struct LoadedModel {
     module: Arc<CModule>,
     handler: Box<dyn Handler>,
     device: Device,
+    /// How long [`Self::load`]'s warm-up took (part of a start's time to ready).
+    warmed_up_in: std::time::Duration,
 }
 
 /// Samples of one shape and dtype, which can go through one `forward` together, and the
@@ -192,16 +194,24 @@ impl LoadedModel {
         if !fresh {
             log::info!("{}: sharing the weights already loaded on {device:?}", model_file.display());
         }
-        let model = Self {
+        let mut model = Self {
             module,
             handler,
             device,
+            warmed_up_in: std::time::Duration::ZERO,
         };
+        let started = std::time::Instant::now();
         model.warm_up().map_err(|e| ModelError::Load {
             path: model_file.display().to_string(),
             message: format!("warm-up failed: {e}"),
         })?;
+        model.warmed_up_in = started.elapsed();
         Ok(model)
+    }
+
+    /// How long loading spent on the warm-up runs.
+    pub fn warmed_up_in(&self) -> std::time::Duration {
+        self.warmed_up_in
     }
 
     /// Runs the model on the handler's example input, so that libtorch's one-time work

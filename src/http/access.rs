@@ -17,17 +17,19 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let metrics = request.app_data::<web::Data<AppState>>().map(|state| state.metrics.clone());
-    // Only read what the line needs when the line will be written.
-    let line_head = log::log_enabled!(target: ACCESS_LOG, log::Level::Info).then(|| {
-        let peer = request
-            .peer_addr()
-            .map_or_else(|| "unknown".to_string(), |peer| format!("/{}:{}", peer.ip(), peer.port()));
-        format!("{peer} \"{} {} {:?}\"", request.method(), request.uri(), request.version())
-    });
+    // Only keep what the line needs when the line will be written; it is formatted once, at
+    // the end (the parts are cheap to hold: an address, and a method and URI that share their
+    // bytes with the request).
+    let line_parts = log::log_enabled!(target: ACCESS_LOG, log::Level::Info)
+        .then(|| (request.peer_addr(), request.method().clone(), request.uri().clone(), request.version()));
     let response = next.call(request).await?;
     let status = response.status().as_u16();
-    if let Some(head) = line_head {
-        log::info!(target: ACCESS_LOG, "{head} {status} {}", started.elapsed().as_millis());
+    if let Some((peer, method, uri, version)) = line_parts {
+        let took = started.elapsed().as_millis();
+        match peer {
+            Some(peer) => log::info!(target: ACCESS_LOG, "/{}:{} \"{method} {uri} {version:?}\" {status} {took}", peer.ip(), peer.port()),
+            None => log::info!(target: ACCESS_LOG, "unknown \"{method} {uri} {version:?}\" {status} {took}"),
+        }
     }
     if let Some(metrics) = metrics {
         metrics.response(status);

@@ -134,7 +134,14 @@ impl Backend for NativeBackend {
         let model = LoadedModel::load(&self.serialized_file, handler, self.device)
             .map_err(WorkerExit::LoadFailed)?;
         give_back_scratch();
-        log::info!("{}: model loaded on {:?} in {:?}", self.name, self.device, started.elapsed());
+        // Both in milliseconds, as the benchmark's start row reads them.
+        log::info!(
+            "{}: model loaded on {:?} in {:.1} ms, warm-up {:.1} ms of it",
+            self.name,
+            self.device,
+            started.elapsed().as_secs_f64() * 1e3,
+            model.warmed_up_in().as_secs_f64() * 1e3
+        );
         self.model = Some(model);
         Ok(())
     }
