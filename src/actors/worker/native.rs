@@ -38,17 +38,18 @@ pub(super) fn cores() -> usize {
 ///
 /// - MKL's GEMM packing buffers, which MKL keeps per thread for its next call (6.6 MiB of the
 ///   10.3 MiB that a third DenseNet-161 worker added, found with `heaptrack`);
-/// - the activations, freed into this thread's malloc arena, which glibc keeps.
-///
-/// What stays is the top of the arena, which glibc trims only past its dynamic threshold.
+/// - the activations' pages, freed into this thread's mimalloc heap (mimalloc is malloc for
+///   libtorch too: `src/main.rs`), which it would purge only at this thread's next allocation
+///   after its purge delay: an idle worker makes none.
 fn give_back_scratch() {
     if let Some(free_buffers) = mkl_thread_free_buffers() {
         // SAFETY: frees only the calling thread's MKL buffers, and no MKL call runs on this
         // thread meanwhile: this thread is here.
         unsafe { free_buffers() };
     }
-    // SAFETY: malloc_trim only returns free heap pages to the system.
-    unsafe { libc::malloc_trim(0) };
+    // SAFETY: mi_collect only returns free pages of this thread's heap (and the arenas' purged
+    // ones) to the system.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// MKL's `mkl_thread_free_buffers` as libtorch exports it, looked up rather than linked:
