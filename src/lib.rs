@@ -14,8 +14,10 @@
 //! - [`error`]: the table of error codes: each error's HTTP status and TorchServe type.
 //! - [`request`]: what a prediction carries: the request as backends see it, and their answer.
 //! - [`tensor`]: typed tensors as the Open Inference Protocol names them, without libtorch.
+//! - [`allocator`]: when mimalloc, malloc for the whole process, gives memory back.
 
 pub mod actors;
+pub mod allocator;
 mod archive;
 mod auth;
 pub mod archiver;

@@ -39,17 +39,14 @@ pub(super) fn cores() -> usize {
 /// - MKL's GEMM packing buffers, which MKL keeps per thread for its next call (6.6 MiB of the
 ///   10.3 MiB that a third DenseNet-161 worker added, found with `heaptrack`);
 /// - the activations' pages, freed into this thread's mimalloc heap (mimalloc is malloc for
-///   libtorch too: `src/main.rs`), which it would purge only at this thread's next allocation
-///   after its purge delay: an idle worker makes none.
+///   libtorch too), which it would otherwise keep for its purge delay ([`crate::allocator`]).
 fn give_back_scratch() {
     if let Some(free_buffers) = mkl_thread_free_buffers() {
         // SAFETY: frees only the calling thread's MKL buffers, and no MKL call runs on this
         // thread meanwhile: this thread is here.
         unsafe { free_buffers() };
     }
-    // SAFETY: mi_collect only returns free pages of this thread's heap (and the arenas' purged
-    // ones) to the system.
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    crate::allocator::give_back_free_pages();
 }
 
 /// MKL's `mkl_thread_free_buffers` as libtorch exports it, looked up rather than linked:
