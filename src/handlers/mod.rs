@@ -215,10 +215,11 @@ impl LoadedModel {
     }
 
     /// Runs the model on the handler's example input, so that libtorch's one-time work
-    /// (allocator growth, kernel selection) is done before the first request rather than during
-    /// it. Twice: ResNet-18's first request then takes 1.03–1.04× a warm one, as after three runs
-    /// (`BENCH_ROWS=first cargo bench --bench predictions`), where one run left it at 2.05×; each
-    /// run saved is a forward off every start.
+    /// (kernel selection, oneDNN's primitives) is done before the first request rather than
+    /// during it. Twice: ResNet-18's first request then took 1.03–1.04× a warm one, as after three
+    /// runs (`BENCH_ROWS=first cargo bench --bench predictions`), where one run left it at 2.05×;
+    /// each run saved is a forward off every start. Since the worker gives the warm-up's freed
+    /// pages back (`give_back_scratch`), the first request faults them in again: 1.29–1.43×.
     fn warm_up(&self) -> Result<(), ModelError> {
         const RUNS: usize = 2;
         let Some(example) = self.handler.example_input() else { return Ok(()) };
