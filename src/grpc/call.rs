@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{TokenKind, Tokens};
 use crate::error::{grpc_code, ErrorCode};
+use crate::logging::layout::Peer;
 use crate::logging::ACCESS_LOG;
 use crate::service::{Models, ServiceError, Target};
 
@@ -120,9 +121,8 @@ impl FrontDoor {
             Err(error) => (error.http_status, Err(error.status)),
         };
         if log::log_enabled!(target: ACCESS_LOG, log::Level::Info) {
-            let peer = peer.map_or_else(|| "unknown".to_string(), |peer| format!("/{}:{}", peer.ip(), peer.port()));
             let code = result.as_ref().map_or_else(|status| status.code() as i32, |_| 0);
-            log::info!(target: ACCESS_LOG, "{peer} \"gRPC {method} HTTP/2.0\" {code} {}", started.elapsed().as_millis());
+            log::info!(target: ACCESS_LOG, "{} \"gRPC {method} HTTP/2.0\" {code} {}", Peer(peer), started.elapsed().as_millis());
         }
         self.models.metrics().response(http_status);
         result

@@ -9,6 +9,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 
 use super::AppState;
+use crate::logging::layout::Peer;
 use crate::logging::ACCESS_LOG;
 
 pub async fn record(
@@ -26,13 +27,11 @@ pub async fn record(
     let status = response.status().as_u16();
     if let Some((peer, method, uri, version)) = line_parts {
         let took = started.elapsed().as_millis();
-        match peer {
-            Some(peer) => log::info!(target: ACCESS_LOG, "/{}:{} \"{method} {uri} {version:?}\" {status} {took}", peer.ip(), peer.port()),
-            None => log::info!(target: ACCESS_LOG, "unknown \"{method} {uri} {version:?}\" {status} {took}"),
-        }
+        log::info!(target: ACCESS_LOG, "{} \"{method} {uri} {version:?}\" {status} {took}", Peer(peer));
     }
     if let Some(metrics) = metrics {
         metrics.response(status);
     }
     Ok(response)
 }
+

@@ -35,6 +35,18 @@ pub fn full_tail(out: &mut String, level: log::Level, thread: &str, logger: &str
     let _ = std::fmt::Write::write_fmt(out, format_args!(" [{:<5}] {thread} {logger} - {message}\n", level.as_str()));
 }
 
+/// The client as TorchServe's access log names it: `/127.0.0.1:53514`, or `unknown`.
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(peer) => write!(out, "/{}:{}", peer.ip(), peer.port()),
+            None => out.write_str("unknown"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +67,12 @@ mod tests {
             "2024-05-30T21:46:03,625 [INFO ] W-9000-mnist_1.0-stdout MODEL_LOG - Torch worker started.\n"
         );
         assert!(full_line(at(), log::Level::Error, "t", "c", "m").contains("[ERROR] t c - m"));
+    }
+
+    #[test]
+    fn a_peer_reads_as_torchserves_access_log_has_it() {
+        assert_eq!(Peer(Some("127.0.0.1:53514".parse().unwrap())).to_string(), "/127.0.0.1:53514");
+        assert_eq!(Peer(Some("[::1]:8080".parse().unwrap())).to_string(), "/::1:8080");
+        assert_eq!(Peer(None).to_string(), "unknown");
     }
 }
